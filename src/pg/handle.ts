@@ -1,0 +1,236 @@
+/*
+ * One claimed connection, as an RPC sees it.
+ *
+ *   claim ─► [setTimeout] ─► query … query ─► release
+ *
+ * - Statements with constant text run as named prepared statements (the
+ *   name is derived from the text, so a changed schema gives a new name and
+ *   never a stale plan).  This is why no request id is ever embedded in SQL
+ *   text: unique texts defeat prepared statements (2-3x slower gets).
+ * - The per-request `timeout` option is enforced inside PostgreSQL with
+ *   statement_timeout (error 57014 -> QueryTimeoutError), with a client
+ *   timer as a backstop that destroys the connection if PostgreSQL does not
+ *   answer at all.
+ * - Every statement fires query-start and then query-done or query-error;
+ *   query-row fires per row only when a tracer is attached.
+ * - Rows can be streamed in batches (portal with a row limit) with
+ *   back-pressure: the caller's onRow may return a promise, and the socket
+ *   to PostgreSQL is paused until it settles.
+ */
+
+import { createHash } from 'node:crypto';
+import * as pg from 'pg';
+import { errors, MorayError } from '../errors/catalog';
+import { probe } from '../probes';
+import { mapPgError, probeSql } from './errors';
+import type { PgPool, PoolConn } from './pool';
+
+const QUERY_START = probe('moray', 'query-start');
+const QUERY_ROW = probe('moray', 'query-row');
+const QUERY_DONE = probe('moray', 'query-done');
+const QUERY_ERROR = probe('moray', 'query-error');
+const QUERY_CONN_ERROR = probe('moray', 'query-conn-error');
+const QUERY_TIMEOUT = probe('moray', 'query-timeout');
+
+export type Row = Record<string, unknown>;
+
+export interface QueryOptions {
+    /* run as a named prepared statement (default true when values given) */
+    prepare?: boolean;
+    /* stream rows: called for each row; may return a promise to apply back-pressure */
+    onRow?: (row: Row) => void | Promise<void>;
+    /* batch size for streaming (rows per round trip) */
+    batch?: number;
+}
+
+export interface Result {
+    rows: Row[];
+    rowCount: number;
+}
+
+const nameCache = new Map<string, string>();
+
+function statementName(text: string): string {
+    let n = nameCache.get(text);
+    if (n === undefined) {
+        n = 'm' + createHash('sha1').update(text).digest('hex').slice(0, 20);
+        if (nameCache.size > 10000) {
+            nameCache.clear();
+        }
+        nameCache.set(text, n);
+    }
+    return n;
+}
+
+interface Streamable {
+    connection: { stream: { pause(): void; resume(): void } };
+}
+
+export class PgHandle {
+    private released = false;
+    private timeoutMs = 0;
+    private readonly claimed = Date.now();
+    broken = false;
+    inTransaction = false;
+
+    constructor(private readonly pool: PgPool, readonly conn: PoolConn, readonly reqId: string) {}
+
+    get id(): number {
+        return this.conn.id;
+    }
+
+    /* Apply the request's `timeout` option (ms; 0 = none). */
+    async setTimeout(ms: number): Promise<void> {
+        if (ms > 0) {
+            await this.query(`SET statement_timeout = ${Math.floor(ms)}`, undefined,
+                { prepare: false });
+            this.timeoutMs = Math.floor(ms);
+        }
+    }
+
+    async begin(isolation: 'READ COMMITTED' | 'REPEATABLE READ' = 'READ COMMITTED'): Promise<void> {
+        await this.query(`BEGIN TRANSACTION ISOLATION LEVEL ${isolation}`, undefined,
+            { prepare: false });
+        this.inTransaction = true;
+    }
+
+    async commit(): Promise<void> {
+        await this.query('COMMIT', undefined, { prepare: false });
+        this.inTransaction = false;
+    }
+
+    async rollback(): Promise<void> {
+        if (!this.inTransaction || this.broken) {
+            return;
+        }
+        try {
+            await this.query('ROLLBACK', undefined, { prepare: false });
+            this.inTransaction = false;
+        } catch {
+            this.broken = true;
+        }
+    }
+
+    query(text: string, values?: readonly unknown[], opts: QueryOptions = {}): Promise<Result> {
+        if (this.released) {
+            return Promise.reject(new Error('query on a released connection'));
+        }
+        const client = this.conn.client;
+        const prepare = opts.prepare ?? (values !== undefined && values.length > 0);
+        const reqId = this.reqId;
+        QUERY_START.fire(() => [reqId, probeSql(text)]);
+        this.conn.currentQuery = text;
+        const cfg: pg.QueryConfig & { rows?: number } = { text, values: values as unknown[] };
+        if (prepare) {
+            cfg.name = statementName(text);
+        }
+        const onRow = opts.onRow;
+        if (onRow) {
+            cfg.rows = opts.batch ?? 500;
+        }
+        return new Promise<Result>((resolve, reject) => {
+            const q = new pg.Query(cfg);
+            const rows: Row[] = [];
+            let backstop: NodeJS.Timeout | null = null;
+            let settled = false;
+            let pending: Promise<void> | null = null;
+            let paused = false;
+            const stream = (client as unknown as Streamable).connection.stream;
+            const finish = (err: unknown, res?: Result) => {
+                if (settled) {
+                    return;
+                }
+                settled = true;
+                if (backstop) {
+                    clearTimeout(backstop);
+                }
+                if (paused) {
+                    stream.resume();
+                }
+                this.conn.currentQuery = null;
+                if (err !== undefined && err !== null) {
+                    const mapped = mapPgError(err, text, this.timeoutMs > 0);
+                    if (mapped.name === 'QueryTimeoutError') {
+                        QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
+                    } else if (!(err as { code?: string }).code) {
+                        this.broken = true;
+                        QUERY_CONN_ERROR.fire(() => [reqId, probeSql(text), String(err)]);
+                    } else {
+                        QUERY_ERROR.fire(() => [reqId, probeSql(text), String(err)]);
+                    }
+                    reject(mapped);
+                    return;
+                }
+                QUERY_DONE.fire(() => [reqId, probeSql(text),
+                    { rowCount: res!.rowCount, command: (q as unknown as { _result?: { command?: string } })._result?.command }]);
+                resolve(res!);
+            };
+            if (this.timeoutMs > 0) {
+                backstop = setTimeout(() => {
+                    this.broken = true;
+                    QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
+                    if (!settled) {
+                        settled = true;
+                        reject(errors.queryTimeout(text));
+                    }
+                }, this.timeoutMs + 2000);
+            }
+            q.on('row', (row: Row) => {
+                if (QUERY_ROW.enabled()) {
+                    QUERY_ROW.fire(() => [reqId, probeSql(text), row]);
+                }
+                if (onRow === undefined) {
+                    rows.push(row);
+                    return;
+                }
+                const p = onRow(row);
+                if (p !== undefined && pending === null) {
+                    /* the consumer is full: stop reading PostgreSQL until it drains */
+                    paused = true;
+                    stream.pause();
+                    pending = p.then(() => {
+                        pending = null;
+                        if (paused && !settled) {
+                            paused = false;
+                            stream.resume();
+                        }
+                    }, (e: unknown) => {
+                        pending = null;
+                        this.broken = true;
+                        if (paused) {
+                            paused = false;
+                            stream.resume();
+                        }
+                        finish(e instanceof MorayError ? e : errors.internal(String(e)));
+                    });
+                }
+            });
+            q.on('error', (err: Error) => finish(err));
+            q.on('end', (r: pg.QueryResult) => {
+                const done = () => finish(null, { rows, rowCount: r?.rowCount ?? rows.length });
+                if (pending !== null) {
+                    (pending as Promise<void>).then(done, () => undefined);
+                } else {
+                    done();
+                }
+            });
+            client.query(q as unknown as pg.QueryConfig);
+        });
+    }
+
+    release(): void {
+        if (this.released) {
+            return;
+        }
+        this.released = true;
+        const broken = this.broken || this.inTransaction;
+        if (!broken && this.timeoutMs > 0) {
+            /* reset before the connection goes back; the pool waits for it */
+            this.conn.client.query('SET statement_timeout = 0').then(
+                () => this.pool.release(this.conn, false, Date.now() - this.claimed),
+                () => this.pool.release(this.conn, true, Date.now() - this.claimed));
+            return;
+        }
+        this.pool.release(this.conn, broken, Date.now() - this.claimed);
+    }
+}

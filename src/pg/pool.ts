@@ -1,0 +1,515 @@
+/*
+ * The PostgreSQL connection pool.
+ *
+ * One pool per process, connected to the current primary that a
+ * TopologySource reports (standalone: a fixed URL; manatee: ZooKeeper).
+ * Every RPC that touches the database claims one connection, runs its
+ * statements on it and releases it.
+ *
+ * Connection states (one transition function, `move`, checks legal moves):
+ *
+ *      CONNECTING ──ok──► IDLE ◄──release── BUSY
+ *          │               │ ▲ ──claim───────►│
+ *          │ fail          │ └─ok── CHECKING   │ error / broken / retired
+ *          ▼               ▼ idle>checkInterval│
+ *        CLOSED ◄──────────┴───────────────────┘
+ *
+ * Pool-level behaviour (observability.md §4):
+ *  - claims are FIFO; at most `maxQueueLength` may wait (0 = unlimited);
+ *    beyond that a claim fails at once with NoDatabasePeersError (overload);
+ *  - a queued claim times out CoDel-style: after 3 x targetClaimDelay when
+ *    the queue has not been empty in the last 10 x target (a standing
+ *    queue), else after 10 x target.  The error is `connect ECONNREFUSED`
+ *    when the database looks down (no idle connection and at most two
+ *    established at claim time), else the overload error;
+ *  - connection attempts time out after connectTimeout, doubling per
+ *    failure up to 10 s, with a delay of 250 ms doubling up to 2.5 s; after
+ *    10 consecutive failures the pool is FAILED: every waiting and new claim
+ *    fails at once with `connect ECONNREFUSED` until a connection succeeds
+ *    (attempts go on in the background);
+ *  - a connection that saw an error, timed out, or is released inside a
+ *    transaction is destroyed, not reused;
+ *  - when the primary changes, idle connections to the old one close at
+ *    once, busy ones when released; new ones go to the new primary.
+ *
+ * Every drop and rejection is counted (stats()) for kang and metrics.
+ */
+
+import { EventEmitter } from 'node:events';
+import * as pg from 'pg';
+import { errors, MorayError } from '../errors/catalog';
+import { probe } from '../probes';
+import type { PgTunables } from '../config';
+import type { Backend, TopologySource } from './topology';
+import { PgHandle } from './handle';
+
+const POOL_CHECKOUT = probe('moray', 'pool-checkout');
+const POOL_CONNECT = probe('moray', 'pool-connect');
+const POOL_CONNECT_ERROR = probe('moray', 'pool-connect-error');
+const POOL_QUEUE_WAIT = probe('moray', 'pool-queue-wait');
+const POOL_RELEASE = probe('moray', 'pool-release');
+const POOL_DESTROY = probe('moray', 'pool-destroy');
+
+export const ConnState = {
+    CONNECTING: 'CONNECTING',
+    IDLE: 'IDLE',
+    BUSY: 'BUSY',
+    CHECKING: 'CHECKING',
+    CLOSED: 'CLOSED',
+} as const;
+export type ConnState = typeof ConnState[keyof typeof ConnState];
+
+const LEGAL: Record<ConnState, readonly ConnState[]> = {
+    CONNECTING: ['IDLE', 'CLOSED'],
+    IDLE: ['BUSY', 'CHECKING', 'CLOSED'],
+    BUSY: ['IDLE', 'CLOSED'],
+    CHECKING: ['IDLE', 'CLOSED'],
+    CLOSED: [],
+};
+
+export interface Logger {
+    info(...a: unknown[]): void;
+    warn(...a: unknown[]): void;
+    error(...a: unknown[]): void;
+    debug(...a: unknown[]): void;
+    trace(...a: unknown[]): void;
+    child(fields: Record<string, unknown>): Logger;
+}
+
+export class PoolConn {
+    state: ConnState = ConnState.CONNECTING;
+    since = Date.now();
+    lastUsed = Date.now();
+    claimedBy: string | null = null;
+    currentQuery: string | null = null;
+    retired = false;
+    broken = false;
+
+    constructor(readonly id: number, readonly backend: Backend, readonly client: pg.Client) {}
+
+    move(to: ConnState): void {
+        if (!LEGAL[this.state].includes(to)) {
+            throw new Error(`pg connection ${this.id}: illegal move ${this.state} -> ${to}`);
+        }
+        this.state = to;
+        this.since = Date.now();
+    }
+}
+
+interface Waiter {
+    reqId: string;
+    enqueued: number;
+    timer: NodeJS.Timeout;
+    idleAtClaim: number;
+    establishedAtClaim: number;
+    resolve(h: PgHandle): void;
+    reject(e: MorayError): void;
+}
+
+export interface PoolOptions {
+    topology: TopologySource;
+    tunables: PgTunables;
+    database: string;
+    user?: string;
+    log: Logger;
+    types?: pg.CustomTypesConfig;
+}
+
+export interface PoolCounters {
+    connectsOk: number;
+    connectErrors: number;
+    destroyed: number;
+    claims: number;
+    claimsQueued: number;
+    rejectedOverload: number;
+    rejectedFailed: number;
+    claimTimeouts: number;
+    healthChecksFailed: number;
+    errorsWhileIdle: number;
+    errorsWhileClaimed: number;
+}
+
+const MAX_ATTEMPT_TIMEOUT = 10000;
+const FIRST_RETRY_DELAY = 250;
+const MAX_RETRY_DELAY = 2500;
+const RETRIES_BEFORE_FAILED = 10;
+
+export class PgPool extends EventEmitter {
+    private readonly conns = new Set<PoolConn>();
+    private readonly waiters: Waiter[] = [];
+    private backend: Backend | null = null;
+    private nextId = 1;
+    private failures = 0;
+    private failed = false;
+    private retryTimer: NodeJS.Timeout | null = null;
+    private checkTimer: NodeJS.Timeout | null = null;
+    private lastQueueEmpty = Date.now();
+    private closing = false;
+    private readonly max: number;
+    private readonly minSpare: number;
+    readonly counters: PoolCounters = {
+        connectsOk: 0, connectErrors: 0, destroyed: 0, claims: 0, claimsQueued: 0,
+        rejectedOverload: 0, rejectedFailed: 0, claimTimeouts: 0, healthChecksFailed: 0,
+        errorsWhileIdle: 0, errorsWhileClaimed: 0,
+    };
+    private readonly onPrimary = (b: Backend | null) => this.setBackend(b);
+
+    constructor(private readonly opts: PoolOptions) {
+        super();
+        this.max = Math.max(1, opts.tunables.maxConnections);
+        this.minSpare = Math.min(this.max, opts.tunables.minSpareConnections ?? this.max);
+    }
+
+    start(): void {
+        this.opts.topology.on('primary', this.onPrimary);
+        this.setBackend(this.opts.topology.current());
+        const every = Math.max(1000, Math.floor(this.opts.tunables.checkInterval / 2));
+        if (this.opts.tunables.checkInterval > 0) {
+            this.checkTimer = setInterval(() => this.healthCheck(), every);
+            this.checkTimer.unref();
+        }
+    }
+
+    currentBackend(): Backend | null {
+        return this.backend;
+    }
+
+    stats(): { total: number; idle: number; pending: number; waiters: number; failed: boolean } {
+        let idle = 0;
+        let pending = 0;
+        let total = 0;
+        for (const c of this.conns) {
+            if (c.state === ConnState.CLOSED) {
+                continue;
+            }
+            total++;
+            if (c.state === ConnState.IDLE) {
+                idle++;
+            } else if (c.state === ConnState.CONNECTING || c.state === ConnState.CHECKING) {
+                pending++;
+            }
+        }
+        return { total, idle, pending, waiters: this.waiters.length, failed: this.failed };
+    }
+
+    connections(): readonly PoolConn[] {
+        return [...this.conns];
+    }
+
+    private setBackend(b: Backend | null): void {
+        const old = this.backend;
+        if (old?.key === b?.key) {
+            return;
+        }
+        this.backend = b;
+        this.opts.log.info({ oldPrimary: old, newPrimary: b }, 'pool: database backend changed');
+        this.failures = 0;
+        for (const c of this.conns) {
+            c.retired = true;
+            if (c.state === ConnState.IDLE || c.state === ConnState.CONNECTING) {
+                this.destroy(c, 'primary changed');
+            }
+        }
+        if (this.retryTimer) {
+            clearTimeout(this.retryTimer);
+            this.retryTimer = null;
+        }
+        if (b === null) {
+            /* No primary known: claims wait, and time out as "database down". */
+            return;
+        }
+        this.fill();
+    }
+
+    private liveCount(): number {
+        let n = 0;
+        for (const c of this.conns) {
+            if (c.state !== ConnState.CLOSED && !c.retired) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /* Open connections up to the spare target, or up to max while claims wait. */
+    private fill(): void {
+        if (this.closing || this.backend === null || this.retryTimer !== null) {
+            return;
+        }
+        const live = this.liveCount();
+        let idleOrConnecting = 0;
+        for (const c of this.conns) {
+            if (!c.retired && (c.state === ConnState.IDLE || c.state === ConnState.CONNECTING)) {
+                idleOrConnecting++;
+            }
+        }
+        const want = Math.max(this.minSpare - live,
+            Math.min(this.waiters.length - idleOrConnecting, this.max - live));
+        for (let i = 0; i < want && this.liveCount() < this.max; i++) {
+            this.connect(this.backend);
+        }
+    }
+
+    private attemptTimeout(): number {
+        return Math.min(MAX_ATTEMPT_TIMEOUT,
+            this.opts.tunables.connectTimeout * 2 ** Math.min(this.failures, 10));
+    }
+
+    private connect(backend: Backend): void {
+        const client = new pg.Client({
+            host: backend.host,
+            port: backend.port,
+            user: this.opts.user,
+            database: this.opts.database,
+            keepAlive: true,
+            connectionTimeoutMillis: this.attemptTimeout() || undefined,
+            types: this.opts.types,
+            application_name: 'moray',
+        });
+        const conn = new PoolConn(this.nextId++, backend, client);
+        this.conns.add(conn);
+        client.on('error', (err: Error) => this.onClientError(conn, err));
+        client.on('notice', () => undefined);
+        client.connect().then(() => {
+            if (conn.state === ConnState.CLOSED) {
+                client.end().catch(() => undefined);
+                return;
+            }
+            this.failures = 0;
+            this.counters.connectsOk++;
+            if (this.failed) {
+                this.failed = false;
+                this.opts.log.info({ backend: backend.key }, 'pool: database reachable again');
+            }
+            POOL_CONNECT.fire(() => [conn.id, backend.key]);
+            conn.move(ConnState.IDLE);
+            this.dispatch(conn);
+        }, (err: Error) => {
+            this.counters.connectErrors++;
+            POOL_CONNECT_ERROR.fire(() => [backend.key, err.message]);
+            if (conn.state !== ConnState.CLOSED) {
+                conn.move(ConnState.CLOSED);
+            }
+            this.conns.delete(conn);
+            if (conn.retired || this.closing) {
+                return;
+            }
+            this.failures++;
+            this.opts.log.warn({ err, backend: backend.key, failures: this.failures },
+                'pool: unable to connect to PostgreSQL');
+            if (this.failures >= RETRIES_BEFORE_FAILED && !this.failed) {
+                this.failed = true;
+                this.opts.log.error({ backend: backend.key },
+                    'pool: database unreachable, failing claims until it is back');
+                this.rejectAll(() => errors.connRefused(), 'rejectedFailed');
+            }
+            this.scheduleRetry();
+        });
+    }
+
+    private scheduleRetry(): void {
+        if (this.retryTimer !== null || this.closing) {
+            return;
+        }
+        const delay = Math.min(MAX_RETRY_DELAY,
+            FIRST_RETRY_DELAY * 2 ** Math.max(0, Math.min(this.failures - 1, 10)));
+        this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            if (this.liveCount() === 0 && this.backend !== null) {
+                this.connect(this.backend);
+            } else {
+                this.fill();
+            }
+        }, delay);
+        this.retryTimer.unref();
+    }
+
+    private onClientError(conn: PoolConn, err: Error): void {
+        if (conn.state === ConnState.BUSY) {
+            this.counters.errorsWhileClaimed++;
+            conn.broken = true;
+            this.opts.log.warn({ err, pgConn: conn.id }, 'pg: client emitted an error while claimed');
+            /* the handle sees its query fail; it releases and we destroy then */
+            return;
+        }
+        this.counters.errorsWhileIdle++;
+        this.opts.log.warn({ err, pgConn: conn.id }, 'pg: client emitted an error');
+        this.destroy(conn, 'error: ' + err.message);
+        this.fill();
+    }
+
+    destroy(conn: PoolConn, reason: string): void {
+        if (conn.state === ConnState.CLOSED) {
+            return;
+        }
+        conn.move(ConnState.CLOSED);
+        this.conns.delete(conn);
+        this.counters.destroyed++;
+        POOL_DESTROY.fire(() => [conn.id, reason]);
+        this.opts.log.debug({ pgConn: conn.id, reason }, 'pg: destroying connection');
+        conn.client.end().catch(() => undefined);
+        /* end() waits for a clean goodbye; make sure the socket goes now */
+        const stream = (conn.client as unknown as { connection?: { stream?: { destroy(): void } } })
+            .connection?.stream;
+        setTimeout(() => stream?.destroy(), 1000).unref();
+    }
+
+    /* Hand an idle connection to the first waiter, if any. */
+    private dispatch(conn: PoolConn): void {
+        if (conn.retired) {
+            this.destroy(conn, 'retired');
+            this.fill();
+            return;
+        }
+        const w = this.waiters.shift();
+        if (this.waiters.length === 0) {
+            this.lastQueueEmpty = Date.now();
+        }
+        if (w === undefined) {
+            return;
+        }
+        clearTimeout(w.timer);
+        const waited = Date.now() - w.enqueued;
+        POOL_QUEUE_WAIT.fire(() => [this.waiters.length, waited * 1000]);
+        w.resolve(this.checkout(conn, w.reqId));
+    }
+
+    private checkout(conn: PoolConn, reqId: string): PgHandle {
+        conn.move(ConnState.BUSY);
+        conn.claimedBy = reqId;
+        conn.lastUsed = Date.now();
+        return new PgHandle(this, conn, reqId);
+    }
+
+    /*
+     * Claim a connection for one request.  Rejects with the reference
+     * errors: NoDatabasePeersError (overload) or Error "connect ECONNREFUSED".
+     */
+    claim(reqId: string): Promise<PgHandle> {
+        this.counters.claims++;
+        if (this.closing) {
+            return Promise.reject(errors.noBackends());
+        }
+        const maxQ = this.opts.tunables.maxQueueLength;
+        if (maxQ > 0 && this.waiters.length >= maxQ) {
+            this.counters.rejectedOverload++;
+            return Promise.reject(errors.overloaded());
+        }
+        const st = this.stats();
+        POOL_CHECKOUT.fire(() => [st.total, st.idle, st.pending, st.waiters]);
+        if (this.failed) {
+            this.counters.rejectedFailed++;
+            return Promise.reject(errors.connRefused());
+        }
+        for (const c of this.conns) {
+            if (c.state === ConnState.IDLE && !c.retired) {
+                return Promise.resolve(this.checkout(c, reqId));
+            }
+        }
+        this.counters.claimsQueued++;
+        return new Promise<PgHandle>((resolve, reject) => {
+            const now = Date.now();
+            const target = this.opts.tunables.targetClaimDelay;
+            const standing = this.waiters.length > 0 && now - this.lastQueueEmpty > 10 * target;
+            const w: Waiter = {
+                reqId, enqueued: now, resolve, reject,
+                idleAtClaim: st.idle, establishedAtClaim: st.total - st.pending,
+                timer: setTimeout(() => {
+                    const i = this.waiters.indexOf(w);
+                    if (i !== -1) {
+                        this.waiters.splice(i, 1);
+                    }
+                    if (this.waiters.length === 0) {
+                        this.lastQueueEmpty = Date.now();
+                    }
+                    this.counters.claimTimeouts++;
+                    const down = this.backend === null ||
+                        (w.idleAtClaim === 0 && w.establishedAtClaim <= 2);
+                    reject(down ? errors.connRefused() : errors.overloaded());
+                }, standing ? 3 * target : 10 * target),
+            };
+            this.waiters.push(w);
+            this.fill();
+        });
+    }
+
+    /* Called by PgHandle.release(). */
+    release(conn: PoolConn, broken: boolean, heldMs: number): void {
+        conn.claimedBy = null;
+        conn.currentQuery = null;
+        POOL_RELEASE.fire(() => [conn.id, heldMs * 1000]);
+        if (conn.state !== ConnState.BUSY) {
+            return;
+        }
+        if (broken || conn.broken || conn.retired || this.closing) {
+            this.destroy(conn, broken || conn.broken ? 'broken' : 'retired');
+            this.fill();
+            return;
+        }
+        conn.move(ConnState.IDLE);
+        conn.lastUsed = Date.now();
+        this.dispatch(conn);
+    }
+
+    private healthCheck(): void {
+        const limit = this.opts.tunables.checkInterval;
+        const now = Date.now();
+        for (const c of this.conns) {
+            if (c.state !== ConnState.IDLE || now - c.lastUsed < limit) {
+                continue;
+            }
+            c.move(ConnState.CHECKING);
+            c.client.query('SELECT NOW() AS when').then((r) => {
+                if (c.state !== ConnState.CHECKING) {
+                    return;
+                }
+                if (r.rows.length < 1) {
+                    throw new Error('health check returned no row');
+                }
+                c.move(ConnState.IDLE);
+                c.lastUsed = Date.now();
+                this.dispatch(c);
+            }).catch((err: Error) => {
+                this.counters.healthChecksFailed++;
+                this.opts.log.warn({ err, pgConn: c.id }, 'pg: health check failed');
+                this.destroy(c, 'health check failed');
+                this.fill();
+            });
+        }
+    }
+
+    private rejectAll(mk: () => MorayError, counter: 'rejectedFailed'): void {
+        const ws = this.waiters.splice(0);
+        this.lastQueueEmpty = Date.now();
+        for (const w of ws) {
+            clearTimeout(w.timer);
+            this.counters[counter]++;
+            w.reject(mk());
+        }
+    }
+
+    async close(): Promise<void> {
+        this.closing = true;
+        this.opts.topology.off('primary', this.onPrimary);
+        if (this.retryTimer) {
+            clearTimeout(this.retryTimer);
+        }
+        if (this.checkTimer) {
+            clearInterval(this.checkTimer);
+        }
+        const ws = this.waiters.splice(0);
+        for (const w of ws) {
+            clearTimeout(w.timer);
+            w.reject(errors.noBackends());
+        }
+        const ends: Promise<void>[] = [];
+        for (const c of this.conns) {
+            if (c.state !== ConnState.CLOSED) {
+                c.move(ConnState.CLOSED);
+                ends.push(c.client.end().catch(() => undefined));
+            }
+        }
+        this.conns.clear();
+        await Promise.race([Promise.all(ends), new Promise((r) => setTimeout(r, 2000).unref())]);
+    }
+}

@@ -1,0 +1,137 @@
+/*
+ * What every Moray RPC handler works with.
+ *
+ *   FastRequest ──► MorayRequest (validated args, req_id, child logger,
+ *                   per-step probes) ──► rpc.run(app, req)
+ *
+ * AppContext holds the process-wide services (config, pool, bucket cache,
+ * listeners, counters).  RPC modules are plain objects { name, run } so
+ * that each RPC lives in its own file and the registry (rpc/index.ts) is
+ * one list.
+ */
+
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config';
+import type { FastRequest } from '../fast/request';
+import type { PgPool } from '../pg/pool';
+import type { PgHandle } from '../pg/handle';
+import type { Logger } from '../pg/pool';
+import { probe } from '../probes';
+import { MorayError } from '../errors/catalog';
+import type { BucketCache } from '../schema/bucket';
+
+const HANDLER_START = probe('moray', 'handler-start');
+const HANDLER_DONE = probe('moray', 'handler-done');
+const HANDLER_ERROR = probe('moray', 'handler-error');
+
+export interface AppServices {
+    readonly config: Config;
+    readonly pool: PgPool;
+    readonly log: Logger;
+    readonly buckets: BucketCache;
+    /* filled by the modules that own them */
+    readonly ext: Record<string, unknown>;
+}
+
+export class MorayRequest {
+    readonly log: Logger;
+    readonly method: string;
+    readonly msgid: number;
+    readonly connId: number;
+
+    constructor(readonly fast: FastRequest, readonly args: unknown[],
+        readonly options: Record<string, unknown>, readonly reqId: string, log: Logger) {
+        this.method = fast.method;
+        this.msgid = fast.msgid;
+        this.connId = fast.connId;
+        this.log = log;
+    }
+
+    write(value: unknown): boolean {
+        return this.fast.write(value);
+    }
+
+    drained(): Promise<void> {
+        return this.fast.drained();
+    }
+
+    /* Run one named pipeline step with handler-start/done/error probes. */
+    async step<T>(handler: string, fn: () => Promise<T> | T): Promise<T> {
+        const { msgid, method, reqId } = this;
+        this.fast.phase = handler;
+        HANDLER_START.fire(() => [msgid, method, handler, reqId]);
+        try {
+            const r = await fn();
+            HANDLER_DONE.fire(() => [msgid, method, handler, reqId]);
+            return r;
+        } catch (err) {
+            HANDLER_DONE.fire(() => [msgid, method, handler, reqId]);
+            HANDLER_ERROR.fire(() => [msgid, reqId, method, handler, String(err)]);
+            throw err;
+        }
+    }
+
+    /* A step with no work in this configuration still fires its probes. */
+    skipStep(handler: string): void {
+        const { msgid, method, reqId } = this;
+        HANDLER_START.fire(() => [msgid, method, handler, reqId]);
+        HANDLER_DONE.fire(() => [msgid, method, handler, reqId]);
+    }
+}
+
+export interface MorayRpc {
+    readonly name: string;
+    /* index of the options argument in `d` (getBucket: 0; most: last) */
+    readonly optionsIndex?: number;
+    run(app: AppServices, req: MorayRequest): Promise<void>;
+}
+
+export function reqIdOf(options: Record<string, unknown>): string {
+    const r = options['req_id'];
+    return typeof r === 'string' && r.length > 0 ? r : randomUUID();
+}
+
+export function optionTimeout(options: Record<string, unknown>): number {
+    const t = options['timeout'];
+    return typeof t === 'number' && t > 0 ? t : 0;
+}
+
+/*
+ * Claim a connection, apply the request timeout, run fn, release.  With
+ * `txn`, fn runs inside BEGIN/COMMIT (ROLLBACK on error).
+ */
+export async function withConnection<T>(app: AppServices, req: MorayRequest,
+    stepName: string, txn: 'READ COMMITTED' | 'REPEATABLE READ' | null,
+    fn: (pg: PgHandle) => Promise<T>): Promise<T> {
+    const pg = await req.step(stepName, async () => {
+        const h = await app.pool.claim(req.reqId);
+        try {
+            await h.setTimeout(optionTimeout(req.options));
+            if (txn !== null) {
+                await h.begin(txn);
+            }
+        } catch (err) {
+            h.broken = true;
+            h.release();
+            throw err;
+        }
+        return h;
+    });
+    try {
+        const r = await fn(pg);
+        if (txn !== null) {
+            await pg.commit();
+        }
+        return r;
+    } catch (err) {
+        if (txn !== null) {
+            await pg.rollback();
+        }
+        if (!(err instanceof MorayError)) {
+            pg.broken = true;
+        }
+        throw err;
+    } finally {
+        pg.release();
+    }
+}

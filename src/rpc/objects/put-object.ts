@@ -1,0 +1,190 @@
+/*
+ * putObject(bucket, key, value, options) → {etag}   (storage.md §6.1)
+ *
+ *   BEGIN ─► load bucket ─► SELECT … FOR UPDATE (lock the key) ─► [reload a
+ *   stale config] ─► pre triggers ─► etag check ─► index conversion ─►
+ *   [guaranteeOrder: lock+bump the serial] ─► INSERT (new _id) | UPDATE
+ *   (keep _id) ─► post triggers ─► COMMIT
+ *
+ * The locked read makes the etag check and the write atomic.  Two puts of
+ * the same new key race on the INSERT: the loser gets UniqueAttributeError
+ * on `_key`, as with the reference.
+ */
+
+import { errors } from '../../errors/catalog';
+import type { PgHandle } from '../../pg/handle';
+import { probe } from '../../probes';
+import { loadBucket, type Bucket } from '../../schema/bucket';
+import { etagOf } from '../../schema/etag';
+import { indexColumns, quoteIdent } from '../../objects/record';
+import { compiledTriggers, runTriggers, triggerPg } from '../../objects/triggers';
+import { withConnection, type AppServices, type MorayRequest, type MorayRpc } from '../context';
+
+const PUT_START = probe('moray', 'putobject-start');
+const PUT_DONE = probe('moray', 'putobject-done');
+
+export interface PutResult { etag: string; id: number | undefined }
+
+/* The body shared with batch `put`. */
+export async function putOne(app: AppServices, req: MorayRequest, pg: PgHandle,
+    bucketName: string, key0: string, value0: Record<string, unknown>,
+    options: Record<string, unknown>, steps: boolean): Promise<PutResult> {
+    const step = <T>(name: string, fn: () => Promise<T> | T): Promise<T> =>
+        steps ? req.step(name, fn) : Promise.resolve().then(fn);
+    let key = key0;
+    let value = value0;
+    const fresh = options['noBucketCache'] === true;
+    let b: Bucket = await step('loadBucket', () => loadBucket(app.buckets, pg, bucketName, fresh));
+    const lockSql = (bb: Bucket) => `SELECT _etag${bb.hasRver ? ', _rver' : ''} FROM ${bb.table} ` +
+        'WHERE _key = $1 FOR UPDATE';
+    let prev = (await step('selectForUpdate', () => pg.query(lockSql(b), [key]))).rows[0];
+    await step('verifyBucket', async () => {
+        const rver = prev?.['_rver'];
+        if (typeof rver === 'number' && rver > b.version) {
+            app.buckets.evict(bucketName);
+            b = await loadBucket(app.buckets, pg, bucketName, true);
+        }
+    });
+    const trig = (b.pre.length > 0 || b.post.length > 0) ?
+        compiledTriggers(b, app.config.features.triggerTimeout) : null;
+    await step('runPreChain', async () => {
+        if (trig === null || trig.pre.length === 0) {
+            return;
+        }
+        const cookie: Record<string, unknown> = {
+            bucket: bucketName, key, value, schema: b.index, update: prev !== undefined,
+            headers: {}, log: req.log, pg: triggerPg(pg),
+        };
+        await runTriggers(trig.pre, cookie, app.config.features.triggerTimeout);
+        if (cookie['key'] !== key) {
+            key = String(cookie['key']);
+            prev = (await pg.query(lockSql(b), [key])).rows[0];
+        }
+        value = cookie['value'] as Record<string, unknown>;
+    });
+    await step('checkEtag', () => {
+        if (!Object.prototype.hasOwnProperty.call(options, 'etag') || options['etag'] === undefined) {
+            return;
+        }
+        const expected = options['etag'];
+        const actual = prev === undefined ? null : (prev['_etag'] as string);
+        if (expected === null) {
+            if (actual !== null) {
+                throw errors.etagConflict(bucketName, key, 'null', actual);
+            }
+        } else if (actual !== expected) {
+            throw errors.etagConflict(bucketName, key, String(expected), actual ?? 'null');
+        }
+    });
+    const text = JSON.stringify(value);
+    const etag = etagOf(text);
+    const cols = await step('indexObject', () => indexColumns(b, value));
+    const mtime = Date.now();
+    const vnode = value !== null && typeof value === 'object' && value['vnode'] !== undefined ?
+        value['vnode'] : null;
+    let txnSnap: number | null = null;
+    const serialTable = quoteIdent(`${bucketName}_locking_serial`);
+    await step('getNextId', async () => {
+        if (!b.guaranteeOrder) {
+            return;
+        }
+        const r = await pg.query(`SELECT id FROM ${serialTable} FOR UPDATE`, []);
+        txnSnap = Number(r.rows[0]?.['id'] ?? 0) + 1;
+        value['_txn_snap'] = txnSnap;
+    });
+    const writeRver = b.reindexActive !== null && b.hasRver;
+    let id: number | undefined;
+    if (prev === undefined) {
+        await step('insert', async () => {
+            const names = ['_key', '_value', '_etag', '_mtime'];
+            const params: unknown[] = [key, text, etag, mtime];
+            if (b.hasVnode) {
+                names.push('_vnode');
+                params.push(vnode);
+            }
+            if (txnSnap !== null) {
+                names.push('_txn_snap');
+                params.push(txnSnap);
+            }
+            if (writeRver) {
+                names.push('_rver');
+                params.push(b.version);
+            }
+            for (const c of cols.present) {
+                names.push(c.column);
+                params.push(c.param);
+            }
+            const sql = `INSERT INTO ${b.table} (${names.join(', ')}) VALUES (` +
+                params.map((_, i) => `$${i + 1}`).join(', ') +
+                `) RETURNING _id${b.hasExtendedId ? ', _idx' : ''}`;
+            const r = await pg.query(sql, params);
+            const row = r.rows[0]!;
+            const raw = row['_id'] ?? row['_idx'];
+            id = raw === null || raw === undefined ? undefined : Number(raw);
+            if (value !== null && typeof value === 'object') {
+                value['_id'] = id;
+            }
+        });
+        if (steps) {
+            req.skipStep('update');
+        }
+    } else {
+        if (steps) {
+            req.skipStep('insert');
+        }
+        await step('update', async () => {
+            const sets = ['_value = $1', '_etag = $2', '_mtime = $3'];
+            const params: unknown[] = [text, etag, mtime];
+            if (b.hasVnode) {
+                params.push(vnode);
+                sets.push(`_vnode = $${params.length}`);
+            }
+            if (writeRver) {
+                params.push(b.version);
+                sets.push(`_rver = $${params.length}`);
+            }
+            for (const c of cols.all) {
+                params.push(c.param);
+                sets.push(`${c.column} = $${params.length}`);
+            }
+            if (txnSnap !== null) {
+                params.push(txnSnap);
+                sets.push(`_txn_snap = $${params.length}`);
+            }
+            params.push(key);
+            await pg.query(`UPDATE ${b.table} SET ${sets.join(', ')} WHERE _key = $${params.length}`,
+                params);
+        });
+    }
+    await step('updateSerial', async () => {
+        if (txnSnap !== null) {
+            await pg.query(`UPDATE ${serialTable} SET id = $1`, [txnSnap]);
+        }
+    });
+    await step('runPostChain', async () => {
+        if (trig === null || trig.post.length === 0) {
+            return;
+        }
+        await runTriggers(trig.post, {
+            bucket: bucketName, key, value, id, schema: b.index, update: prev !== undefined,
+            headers: (options['headers'] as object | undefined) ?? {}, log: req.log,
+            pg: triggerPg(pg),
+        }, app.config.features.triggerTimeout);
+    });
+    return { etag, id };
+}
+
+export const putObject: MorayRpc = {
+    name: 'putObject',
+    async run(app, req) {
+        const [bucket, key, value] = req.args as [string, string, Record<string, unknown>];
+        PUT_START.fire(() => [req.msgid, req.reqId, bucket, key, req.options['_value']]);
+        try {
+            const r = await withConnection(app, req, 'getPGHandleAndTransaction', 'READ COMMITTED',
+                (pg) => putOne(app, req, pg, bucket, key, value, req.options, true));
+            req.write({ etag: r.etag });
+        } finally {
+            PUT_DONE.fire(() => [req.msgid, req.reqId]);
+        }
+    },
+};
