@@ -61,7 +61,7 @@ export class MorayServer {
         for (const rpc of ALL_RPCS) {
             this.registry.register(rpc);
         }
-        const metrics = metricsOf(this);
+        const metrics = metricsOf(this.services);
         const audit = config.features.audit;
         this.registry.onComplete((c) => {
             const errName = c.error === null ? null : String((c.error as Error).name ?? 'Error');

@@ -54,7 +54,9 @@ import {
     ARG_CAST, type ExtRule, type IndexTypeInfo, INDEX_TYPES, type ScalarType, filterParam,
 } from '../schema/index-types';
 import { ValueFormatError } from '../schema/values';
-import { type FilterNode, type LeafNode, filterToString, forEachNode, isLeaf } from './ast';
+import {
+    type ExtNode, type FilterNode, type LeafNode, filterToString, forEachNode, isLeaf,
+} from './ast';
 
 /* ------------------------------------------------------------------ */
 /* Identifiers                                                         */
@@ -368,7 +370,7 @@ class Compiler {
         return ` ( ${p} ${op} ${col} AND ${col} IS NOT NULL ) `;
     }
 
-    private ext(node: Extract<LeafNode, { type: 'ext' }>, field: ResolvedField,
+    private ext(node: ExtNode, field: ResolvedField,
         isArray: boolean, scalar: ScalarType): string {
         const col = field.column;
         switch (node.rule) {

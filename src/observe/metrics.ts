@@ -83,17 +83,17 @@ export function staticLabels(server: MorayServer): [string, string][] {
     return l;
 }
 
-export function metricsOf(server: MorayServer): MorayMetrics {
-    let m = server.services.ext['metrics'] as MorayMetrics | undefined;
+export function metricsOf(services: { ext: Record<string, unknown> }): MorayMetrics {
+    let m = services.ext['metrics'] as MorayMetrics | undefined;
     if (m === undefined) {
         m = new MorayMetrics();
-        server.services.ext['metrics'] = m;
+        services.ext['metrics'] = m;
     }
     return m;
 }
 
 export function renderMetrics(server: MorayServer): string {
-    const m = metricsOf(server);
+    const m = metricsOf(server.services);
     const st = staticLabels(server);
     const out: string[] = [];
     const family = (name: string, type: string, help: string) => {

@@ -433,6 +433,33 @@ export class PgPool extends EventEmitter {
         });
     }
 
+    /*
+     * A dedicated connection outside the pool (LISTEN), to the current
+     * primary; the caller owns it.  No primary known → NoDatabasePeersError.
+     */
+    async dedicatedClient(): Promise<pg.Client> {
+        const b = this.backend;
+        if (b === null || this.closing) {
+            throw errors.noBackends();
+        }
+        const client = new pg.Client({
+            host: b.host, port: b.port, user: this.opts.user, database: this.opts.database,
+            keepAlive: true, types: this.opts.types, application_name: 'moray-listen',
+            connectionTimeoutMillis: this.attemptTimeout() || undefined,
+        });
+        client.on('error', () => undefined);
+        try {
+            await client.connect();
+        } catch {
+            throw errors.noBackends();
+        }
+        return client;
+    }
+
+    isClosing(): boolean {
+        return this.closing;
+    }
+
     /* Called by PgHandle.release(). */
     release(conn: PoolConn, broken: boolean, heldMs: number): void {
         conn.claimedBy = null;

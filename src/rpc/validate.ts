@@ -20,10 +20,13 @@
  * Pipeline:
  *
  *     RPC_ARGS[method] --count--> for each arg, left to right:
- *                                   ARG_SCHEMAS[kind] --check()--> null | SchemaError[]
- *                                                         first failing arg wins
- *                                                         errorsText(errs, argName)
- *                                                         -> errors.invocation(msg)
+ *                                   check(ARG_KINDS[kind].schema, arg)
+ *                                      null -> next arg
+ *                                      SchemaError[] -> errorsText(errs, argName)
+ *                                                    -> throw errors.invocation(msg)
+ *
+ * An unknown method name is a programmer error (the Fast layer answers
+ * unknown methods before we are called): plain Error, not InvocationError.
  *
  * check() is a deliberately tiny interpreter for the subset of JSON Schema
  * the reference used, with ajv 4's observable semantics:
@@ -102,6 +105,22 @@ function propertyPath(key: string): string {
         .replace(/'/g, "\\'") + "']";
 }
 
+/*
+ * Per `properties` object: [name, path suffix, schema] computed once, so
+ * the hot path (valid options on every RPC) does no regex or allocation.
+ */
+type PropertyEntry = readonly [string, string, Schema];
+const propertyEntries = new WeakMap<object, readonly PropertyEntry[]>();
+
+function entriesOf(props: Readonly<Record<string, Schema>>): readonly PropertyEntry[] {
+    let e = propertyEntries.get(props);
+    if (e === undefined) {
+        e = Object.keys(props).map((k): PropertyEntry => [k, propertyPath(k), props[k]!]);
+        propertyEntries.set(props, e);
+    }
+    return e;
+}
+
 function hasOwn(o: object, k: string): boolean {
     return Object.prototype.hasOwnProperty.call(o, k);
 }
@@ -168,9 +187,12 @@ function one(dataPath: string, message: string): SchemaError[] {
  */
 export function check(s: Schema, data: unknown, dataPath = ''): SchemaError[] | null {
     if (s.type !== undefined) {
-        const types = typeof s.type === 'string' ? [s.type] : s.type;
-        if (!types.some((t) => isType(t, data))) {
-            return one(dataPath, 'should be ' + types.join(','));
+        if (typeof s.type === 'string') {
+            if (!isType(s.type, data)) {
+                return one(dataPath, 'should be ' + s.type);
+            }
+        } else if (!s.type.some((t) => isType(t, data))) {
+            return one(dataPath, 'should be ' + s.type.join(','));
         }
     }
 
@@ -184,7 +206,8 @@ export function check(s: Schema, data: unknown, dataPath = ''): SchemaError[] | 
             return one(dataPath,
                 `should NOT be longer than ${s.maxLength} characters`);
         }
-        if (s.minLength !== undefined && ucs2length(data) < s.minLength) {
+        if (s.minLength !== undefined && (data.length + 1) >> 1 < s.minLength &&
+            ucs2length(data) < s.minLength) {
             return one(dataPath,
                 `should NOT be shorter than ${s.minLength} characters`);
         }
@@ -265,11 +288,11 @@ function checkObject(s: Schema, data: object, dataPath: string): SchemaError[] |
         }
     }
     if (s.properties !== undefined) {
-        for (const k of Object.keys(s.properties)) {
+        for (const [k, suffix, sub] of entriesOf(s.properties)) {
             if (!hasOwn(data, k)) {
                 continue;
             }
-            const e = check(s.properties[k]!, rec[k], dataPath + propertyPath(k));
+            const e = check(sub, rec[k], dataPath + suffix);
             if (e !== null) {
                 return e;
             }

@@ -43,7 +43,7 @@ async function once(app: AppServices): Promise<void> {
 export async function bootstrapSchema(app: AppServices, waitMs = 3000): Promise<void> {
     let done = false;
     const loop = (async () => {
-        for (let attempt = 1; ; attempt++) {
+        for (let attempt = 1; !app.pool.isClosing(); attempt++) {
             try {
                 await once(app);
                 done = true;

@@ -10,6 +10,11 @@
  * Other processes may serve a stale config for up to 300 s (documented
  * reference behaviour).
  *
+ * The statement names its columns (reindex_active through to_jsonb, so the
+ * result type is the same whether or not that lazily added column exists):
+ * a prepared `SELECT c.*` would fail with "cached plan must not change
+ * result type" on every pooled connection after the first updateBucket.
+ *
  * On a miss one statement reads the config row together with the table's
  * live columns (pg_attribute), which replaces the reference's separate
  * `_idx` probes: the column list tells whether `_rver`, `_vnode` and the
@@ -59,7 +64,9 @@ export interface BucketRow {
 }
 
 export const LOAD_BUCKET_SQL =
-    'SELECT c.*, ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a ' +
+    'SELECT c.name, c.index, c.pre, c.post, c.options, c.mtime, ' +
+    "to_jsonb(c) ->> 'reindex_active' AS reindex_active, " +
+    'ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a ' +
     'WHERE a.attrelid = to_regclass($2) AND a.attnum > 0 AND NOT a.attisdropped) ' +
     'AS moray_columns, EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ' +
     'ON ic.oid = i.indexrelid WHERE i.indrelid = to_regclass($2) AND ' +

