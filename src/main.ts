@@ -20,7 +20,8 @@ import { createLogger, configureLogger } from './observe/log';
 import { MorayServer, type DatabaseTarget } from './app';
 import { LocalPostgres } from './pg/local-postgres';
 import { ManateeFollower } from './pg/manatee';
-import { selectBackend } from './probes/select';
+import { probeBackendInfo, selectBackend } from './probes/select';
+import { abortOnErrorFromEnv, configureAbortOnError } from './probes/abort-on-error';
 import { startMonitor } from './observe/monitor';
 
 function dbName(): string {
@@ -50,7 +51,16 @@ async function main(): Promise<void> {
     }
     log = configureLogger(log, cfg, verbose);
     const probes = selectBackend(log);
-    log.info({ backend: probes }, `USDT probes: ${probes} backend`);
+    const pinfo = probeBackendInfo();
+    log.info({ probeBackend: pinfo.probeBackend, probeBackendReason: pinfo.probeBackendReason,
+        usdtAddon: pinfo.usdtAddon, probesMissing: pinfo.probesMissing },
+    `USDT probes: ${probes} backend`);
+    const abortSpec = abortOnErrorFromEnv();
+    if (abortSpec !== undefined) {
+        configureAbortOnError(abortSpec);
+        log.warn({ match: abortSpec }, 'MORAY_ABORT_ON_ERROR set: the process aborts on a ' +
+            'matching request failure (development only)');
+    }
 
     const mode = databaseMode(cfg);
     let local: LocalPostgres | null = null;

@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import * as pg from 'pg';
 import { errors, MorayError } from '../errors/catalog';
 import { probe } from '../probes';
+import { abortOnError, abortOnErrorEnabled } from '../probes/abort-on-error';
 import { mapPgError, probeSql } from './errors';
 import type { PgPool, PoolConn } from './pool';
 
@@ -157,6 +158,9 @@ export class PgHandle {
                         QUERY_CONN_ERROR.fire(() => [reqId, probeSql(text), String(err)]);
                     } else {
                         QUERY_ERROR.fire(() => [reqId, probeSql(text), String(err)]);
+                        if (abortOnErrorEnabled()) {
+                            abortOnError('query-error', String(err));
+                        }
                     }
                     reject(mapped);
                     return;

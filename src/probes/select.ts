@@ -116,8 +116,19 @@ let info: ProbeBackendInfo = { probeBackend: 'noop', probeBackendReason: 'not se
 
 /* Choose, install, log skipped failures; returns the active backend name. */
 export function selectBackend(log?: ProbeLogger, opts: SelectOptions = {}): string {
-    const choice = chooseBackend(opts);
-    installBackend(choice.backend);
+    let choice = chooseBackend(opts);
+    try {
+        installBackend(choice.backend);
+    } catch (err) {
+        /* e.g. dtrace-provider could not create a provider */
+        const error = (err as Error).message;
+        log?.warn({ probeBackend: choice.backend.name, err: error },
+            'probe backend failed to install; probes disabled');
+        installBackend(noopBackend);
+        choice = { backend: noopBackend, reason: `${choice.backend.name} failed to install: ${error}`,
+            failures: [...choice.failures, { backend: choice.backend.name, error }],
+            forcedFailed: false };
+    }
     info = { probeBackend: choice.backend.name, probeBackendReason: choice.reason };
     const b = choice.backend as ProbeBackend & { missing?: string[] };
     if (b.name === 'usdt' && opts.loadUsdt === undefined) {

@@ -17,6 +17,7 @@ import type { PgPool } from '../pg/pool';
 import type { PgHandle } from '../pg/handle';
 import type { Logger } from '../pg/pool';
 import { probe } from '../probes';
+import { abortOnError, abortOnErrorEnabled } from '../probes/abort-on-error';
 import { MorayError } from '../errors/catalog';
 import type { BucketCache } from '../schema/bucket';
 
@@ -67,6 +68,9 @@ export class MorayRequest {
         } catch (err) {
             HANDLER_DONE.fire(() => [msgid, method, handler, reqId]);
             HANDLER_ERROR.fire(() => [msgid, reqId, method, handler, String(err)]);
+            if (abortOnErrorEnabled()) {
+                abortOnError('handler-error', String(err));
+            }
             throw err;
         }
     }
