@@ -62,6 +62,7 @@ export class MorayServer {
             this.registry.register(rpc);
         }
         const metrics = metricsOf(this.services);
+        this.fast.onUnknownMethod = (m, s) => metrics.unknownMethod(m, s);
         const audit = config.features.audit;
         this.registry.onComplete((c) => {
             const errName = c.error === null ? null : String((c.error as Error).name ?? 'Error');

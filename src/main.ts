@@ -23,6 +23,7 @@ import { ManateeFollower } from './pg/manatee';
 import { probeBackendInfo, selectBackend } from './probes/select';
 import { abortOnErrorFromEnv, configureAbortOnError } from './probes/abort-on-error';
 import { startMonitor } from './observe/monitor';
+import { installLogProbe } from './observe/log-probe';
 
 function dbName(): string {
     return process.env['MORAY_DB_NAME'] || 'moray';
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
     }
     log = configureLogger(log, cfg, verbose);
     const probes = selectBackend(log);
+    installLogProbe(log);
     const pinfo = probeBackendInfo();
     log.info({ probeBackend: pinfo.probeBackend, probeBackendReason: pinfo.probeBackendReason,
         usdtAddon: pinfo.usdtAddon, probesMissing: pinfo.probesMissing },

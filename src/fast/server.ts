@@ -61,6 +61,8 @@ export class FastServer {
     private readonly server: net.Server;
     private closedWaiters: (() => void)[] = [];
     private closing = false;
+    /* metrics hook: unknown methods are counted like the reference's */
+    onUnknownMethod: ((method: string, seconds: number) => void) | null = null;
     readonly counters: FastCounters = {
         nConnectionsCreated: 0, nConnectionsActive: 0, nRequestsStarted: 0,
         nRequestsCompleted: 0, nRequestsFailed: 0, nIgnoredMessagesNoConn: 0,
@@ -135,6 +137,7 @@ export class FastServer {
         const handler = this.handlers.get(req.method);
         if (handler === undefined) {
             this.counters.nUnknownMethod++;
+            this.onUnknownMethod?.(req.method, req.ageMs() / 1000);
             conn.finish(req, errors.fastUnsupportedMethod(req.method, req.msgid).toWire());
             return;
         }

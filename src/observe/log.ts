@@ -6,11 +6,18 @@
  * server ignore the config's `bunyan` section; at debug or lower, records
  * carry `src`.  Without -v the config may set `bunyan.level` and send
  * records to syslog instead of stderr.
+ *
+ * `src` works around bunyan 1.8.15 on Node 20, whose own caller lookup
+ * yields `src: {}`: log-probe.ts fills it in (enableSourceLocations), at
+ * the price of one stack capture per record, only in -v mode.
+ *
+ * Live snooping of records below the level (tools/snoop) is log-probe.ts.
  */
 
 import * as bunyan from 'bunyan';
 import type { Config } from '../config';
 import { syslogStream } from './syslog';
+import { enableSourceLocations } from './log-probe';
 
 const STEPS = [bunyan.TRACE, bunyan.DEBUG, bunyan.INFO, bunyan.WARN, bunyan.ERROR, bunyan.FATAL];
 
@@ -40,10 +47,12 @@ export function configureLogger(log: bunyan, cfg: Config, verbose: number): buny
         idx = Math.max(0, (idx === -1 ? 2 : idx) - verbose);
         const level = STEPS[idx]!;
         if (level <= bunyan.DEBUG) {
-            return bunyan.createLogger({
+            const verboseLog = bunyan.createLogger({
                 name: 'moray', level: level as bunyan.LogLevel, stream: process.stderr,
                 serializers: bunyan.stdSerializers, src: true,
             });
+            enableSourceLocations(verboseLog);
+            return verboseLog;
         }
         log.level(level as bunyan.LogLevel);
         return log;

@@ -133,7 +133,8 @@ export const PROBE_TABLE: readonly ProbeDef[] = [
     m('topology-change', [['old_primary', S], ['new_primary', S]],
         'the database primary changed', true),
     m('log', [['level', I], ['record', S]],
-        'a log record below the configured level (for live snooping)', true),
+        'every log record while a tracer is attached, including those below the configured ' +
+        'level (tools/snoop); usdt backend: NUL-padded to a multiple of 199 bytes + 1', true),
 ];
 
 export type ProbeKey = `${ProbeDef['provider']}:${string}`;

@@ -126,6 +126,9 @@ export class BucketCache {
     hits = 0;
     misses = 0;
     evictions = 0;
+    /* entries dropped because the cache was full / because they were too old */
+    lruDrops = 0;
+    expired = 0;
 
     get(name: string): Bucket | undefined {
         const b = this.map.get(name);
@@ -134,6 +137,7 @@ export class BucketCache {
         }
         if (Date.now() - b.loadedAt > MAX_AGE_MS) {
             this.map.delete(name);
+            this.expired++;
             return undefined;
         }
         /* LRU: re-insert to mark as recently used */
@@ -148,6 +152,7 @@ export class BucketCache {
         while (this.map.size > MAX_ENTRIES) {
             const oldest = this.map.keys().next().value as string;
             this.map.delete(oldest);
+            this.lruDrops++;
         }
     }
 
