@@ -87,6 +87,7 @@ export class FastConnection implements RequestSink {
     private readPaused = false;
     private drainWaiters: (() => void)[] = [];
     private detachCbs: (() => void)[] = [];
+    private endCbs: (() => void)[] | null = [];
     private readonly decoder: FastDecoder;
     readonly log: ConnLogger;
 
@@ -202,6 +203,7 @@ export class FastConnection implements RequestSink {
         }
         this.log.debug('client ended its side; draining');
         this.move(ConnState.DRAINING);
+        this.runEndCallbacks();
         this.maybeClose();
     }
 
@@ -234,6 +236,7 @@ export class FastConnection implements RequestSink {
         }
         this.move(ConnState.DETACHED);
         this.socket.destroy();
+        this.runEndCallbacks();
         const cbs = this.detachCbs.splice(0);
         for (const cb of cbs) {
             try {
@@ -244,6 +247,26 @@ export class FastConnection implements RequestSink {
         }
         this.wakeDrainWaiters();
         this.maybeClose();
+    }
+
+    private runEndCallbacks(): void {
+        const cbs = this.endCbs;
+        this.endCbs = null;
+        for (const cb of cbs ?? []) {
+            try {
+                cb();
+            } catch (err) {
+                this.log.error({ err }, 'onClientEnd callback threw');
+            }
+        }
+    }
+
+    onClientEnd(cb: () => void): void {
+        if (this.endCbs === null) {
+            cb();
+            return;
+        }
+        this.endCbs.push(cb);
     }
 
     /* ---- output ---- */
@@ -364,6 +387,7 @@ export class FastConnection implements RequestSink {
         if (this.state === ConnState.OPEN) {
             this.socket.pause();
             this.move(ConnState.DRAINING);
+            this.runEndCallbacks();
             this.maybeClose();
         }
     }

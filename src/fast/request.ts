@@ -29,6 +29,7 @@ export interface RequestSink {
     waitDrain(): Promise<void>;
     readonly detached: boolean;
     onDetach(cb: () => void): void;
+    onClientEnd(cb: () => void): void;
 }
 
 export class FastRequest {
@@ -74,6 +75,15 @@ export class FastRequest {
 
     onDetach(cb: () => void): void {
         this.sink.onDetach(cb);
+    }
+
+    /*
+     * Called once when the client can no longer send anything: it
+     * half-closed the connection, or the connection is gone.  Long-lived
+     * RPCs (listen) end themselves here; others need not care.
+     */
+    onClientEnd(cb: () => void): void {
+        this.sink.onClientEnd(cb);
     }
 
     ageMs(): number {

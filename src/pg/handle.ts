@@ -63,6 +63,24 @@ function statementName(text: string): string {
     return n;
 }
 
+/*
+ * Did this error end the session?  A FATAL/PANIC report (57P01 terminated
+ * by pg_terminate_backend or a fast shutdown, 57P02 crash of another
+ * backend, 57P03 cannot connect now) or a connection-exception class 08
+ * error is followed by the server closing the socket, but the socket end
+ * can arrive after the RPC has already released the connection; without
+ * this check the dead connection would go back to the pool and fail the
+ * next request too.
+ */
+export function connectionLost(err: unknown): boolean {
+    const e = err as { code?: unknown; severity?: unknown };
+    if (typeof e?.code !== 'string') {
+        return false;
+    }
+    return e.severity === 'FATAL' || e.severity === 'PANIC' ||
+        e.code.startsWith('08') || e.code.startsWith('57P');
+}
+
 interface Streamable {
     connection: { stream: { pause(): void; resume(): void } };
 }
@@ -151,6 +169,10 @@ export class PgHandle {
                 this.conn.currentQuery = null;
                 if (err !== undefined && err !== null) {
                     const mapped = mapPgError(err, text, this.timeoutMs > 0);
+                    if (connectionLost(err)) {
+                        /* never hand this connection to another request */
+                        this.broken = true;
+                    }
                     if (mapped.name === 'QueryTimeoutError') {
                         QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
                     } else if (!(err as { code?: string }).code) {
@@ -209,7 +231,17 @@ export class PgHandle {
                     });
                 }
             });
-            q.on('error', (err: Error) => finish(err));
+            q.on('error', (err: Error) => {
+                /*
+                 * pg 8.23 does not send Sync after an error on a portal read
+                 * in batches (`rows`), so the connection would wait forever;
+                 * send it as pg-cursor does.
+                 */
+                if (cfg.rows !== undefined && (err as { code?: string }).code !== undefined) {
+                    (client as unknown as { connection: { sync(): void } }).connection.sync();
+                }
+                finish(err);
+            });
             q.on('end', (r: pg.QueryResult) => {
                 const done = () => finish(null, { rows, rowCount: r?.rowCount ?? rows.length });
                 if (pending !== null) {

@@ -68,7 +68,7 @@ export const listen: MorayRpc = {
         };
         reg.get(req.reqId)?.stop();
         reg.set(req.reqId, { stop: () => stop() });
-        req.fast.onDetach(() => stop());
+        req.fast.onClientEnd(() => stop());
         try {
             const c = await app.pool.dedicatedClient();
             if (stopped) {

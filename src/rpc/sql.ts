@@ -9,6 +9,12 @@
  * Operators can turn it off with features.sql = false: the RPC then fails
  * with InvocationError-free `Error` "the sql RPC is disabled on this server"
  * (except the notify statement, which listen/notify users depend on).
+ *
+ * Rows stream from PostgreSQL in batches (a portal) with back-pressure:
+ *
+ *   BEGIN ─► query(statement, values) ─► each row → record (PostgreSQL's
+ *   socket paused while the client is slow) ─► COMMIT
+ *                                  error ─► mapped error, ROLLBACK
  */
 
 import { errors } from '../errors/catalog';
@@ -24,7 +30,7 @@ export const sql: MorayRpc = {
             throw errors.plain('the sql RPC is disabled on this server (features.sql)');
         }
         await withConnection(app, req, 'getPGHandleAndTransaction', 'READ COMMITTED', (pg) =>
-            req.step('execSql', () => pg.query(statement, values, {
+            req.step('execSql', () => pg.query(statement, values ?? [], {
                 prepare: false,
                 batch: 500,
                 onRow: (row) => (req.write(row) ? undefined : req.drained()),
