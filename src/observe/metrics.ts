@@ -111,8 +111,6 @@ export class MorayMetrics {
  *   timeout-during-connect  connectTimeouts (pg: "timeout expired")
  *   close-during-connect    connectCloses (pg: "Connection terminated unexpectedly")
  *   error-during-connect    connectErrors minus those two
- * (connectTimeouts, connectCloses and failedTransitions read as 0 until the
- * pool counts them; see docs/operations.md)
  *   error-while-connected   errorsWhileIdle + healthChecksFailed
  *   retries-exhausted       failedTransitions: the pool gave up (10 failures
  *                           in a row) and entered its failed state

@@ -24,9 +24,11 @@
  *    established at claim time), else the overload error;
  *  - connection attempts time out after connectTimeout, doubling per
  *    failure up to 10 s, with a delay of 250 ms doubling up to 2.5 s; after
- *    10 consecutive failures the pool is FAILED: every waiting and new claim
+ *    10 consecutive failed rounds (parallel attempts that fail together
+ *    count once) the pool is FAILED: every waiting and new claim
  *    fails at once with `connect ECONNREFUSED` until a connection succeeds
- *    (attempts go on in the background);
+ *    or a new primary is published (attempts go on in the background, one
+ *    at a time; the first success opens the rest of the spare target);
  *  - a connection that saw an error, timed out, or is released inside a
  *    transaction is destroyed, not reused;
  *  - when the primary changes, idle connections to the old one close at
@@ -84,6 +86,8 @@ export class PoolConn {
     currentQuery: string | null = null;
     retired = false;
     broken = false;
+    /* the pool's consecutive-failure count when this connection was attempted */
+    round = 0;
 
     constructor(readonly id: number, readonly backend: Backend, readonly client: pg.Client) {}
 
@@ -127,6 +131,11 @@ export interface PoolCounters {
     healthChecksFailed: number;
     errorsWhileIdle: number;
     errorsWhileClaimed: number;
+    /* connection attempts that timed out / that PostgreSQL closed */
+    connectTimeouts: number;
+    connectCloses: number;
+    /* times the pool entered its FAILED state */
+    failedTransitions: number;
 }
 
 const MAX_ATTEMPT_TIMEOUT = 10000;
@@ -150,6 +159,7 @@ export class PgPool extends EventEmitter {
     readonly counters: PoolCounters = {
         connectsOk: 0, connectErrors: 0, destroyed: 0, claims: 0, claimsQueued: 0,
         rejectedOverload: 0, rejectedFailed: 0, claimTimeouts: 0, healthChecksFailed: 0,
+        connectTimeouts: 0, connectCloses: 0, failedTransitions: 0,
         errorsWhileIdle: 0, errorsWhileClaimed: 0,
     };
     private readonly onPrimary = (b: Backend | null) => this.setBackend(b);
@@ -204,6 +214,11 @@ export class PgPool extends EventEmitter {
         this.backend = b;
         this.opts.log.info({ oldPrimary: old, newPrimary: b }, 'pool: database backend changed');
         this.failures = 0;
+        if (this.failed && b !== null) {
+            /* a new primary is a fresh start: queue claims again while we connect */
+            this.failed = false;
+            this.opts.log.info({ backend: b.key }, 'pool: new backend, leaving the failed state');
+        }
         for (const c of this.conns) {
             c.retired = true;
             if (c.state === ConnState.IDLE || c.state === ConnState.CONNECTING) {
@@ -267,6 +282,7 @@ export class PgPool extends EventEmitter {
             application_name: 'moray',
         });
         const conn = new PoolConn(this.nextId++, backend, client);
+        conn.round = this.failures;
         this.conns.add(conn);
         client.on('error', (err: Error) => this.onClientError(conn, err));
         client.on('notice', () => undefined);
@@ -284,8 +300,19 @@ export class PgPool extends EventEmitter {
             POOL_CONNECT.fire(() => [conn.id, backend.key]);
             conn.move(ConnState.IDLE);
             this.dispatch(conn);
+            /*
+             * After an outage only one probe connection is retried at a
+             * time; once it succeeds, open the rest of the spare target
+             * now rather than waiting for demand.
+             */
+            this.fill();
         }, (err: Error) => {
             this.counters.connectErrors++;
+            if (err.message === 'timeout expired') {
+                this.counters.connectTimeouts++;
+            } else if (err.message === 'Connection terminated unexpectedly') {
+                this.counters.connectCloses++;
+            }
             POOL_CONNECT_ERROR.fire(() => [backend.key, err.message]);
             if (conn.state !== ConnState.CLOSED) {
                 conn.move(ConnState.CLOSED);
@@ -294,11 +321,20 @@ export class PgPool extends EventEmitter {
             if (conn.retired || this.closing) {
                 return;
             }
-            this.failures++;
+            /*
+             * Attempts made in parallel (the spare target, or several
+             * connections dropped at once by a restart) fail together: they
+             * count as one retry, so FAILED comes after 10 rounds of
+             * back-off (~16 s), whatever maxConnections is.
+             */
+            if (conn.round === this.failures) {
+                this.failures++;
+            }
             this.opts.log.warn({ err, backend: backend.key, failures: this.failures },
                 'pool: unable to connect to PostgreSQL');
             if (this.failures >= RETRIES_BEFORE_FAILED && !this.failed) {
                 this.failed = true;
+                this.counters.failedTransitions++;
                 this.opts.log.error({ backend: backend.key },
                     'pool: database unreachable, failing claims until it is back');
                 this.rejectAll(() => errors.connRefused(), 'rejectedFailed');
@@ -325,6 +361,10 @@ export class PgPool extends EventEmitter {
     }
 
     private onClientError(conn: PoolConn, err: Error): void {
+        if (conn.state === ConnState.CLOSED) {
+            /* pg reports a lost connection twice (FATAL, then the socket end) */
+            return;
+        }
         if (conn.state === ConnState.BUSY) {
             this.counters.errorsWhileClaimed++;
             conn.broken = true;

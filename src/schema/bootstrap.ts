@@ -52,7 +52,9 @@ export async function bootstrapSchema(app: AppServices, waitMs = 3000): Promise<
                 if (attempt === 1 || attempt % 10 === 0) {
                     app.log.warn({ err, attempt }, 'bootstrap: cannot check buckets_config yet; retrying');
                 }
-                await new Promise((r) => setTimeout(r, 1000).unref());
+                /* 250 ms, doubling to 2 s: catch a database that comes back soon */
+                const delay = Math.min(2000, 250 * 2 ** Math.min(attempt - 1, 3));
+                await new Promise((r) => setTimeout(r, delay).unref());
             }
         }
     })();
