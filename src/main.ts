@@ -116,6 +116,19 @@ async function main(): Promise<void> {
         log.info('shutdown complete');
         process.exit(0);
     };
+    /*
+     * Under `npm start` the server is a foreground process: if npm goes away
+     * without forwarding a signal, stop as if it had (and take the embedded
+     * PostgreSQL down with us) instead of lingering as an orphan on 2020.
+     */
+    if (process.env['npm_lifecycle_event'] === 'start') {
+        const parent = process.ppid;
+        setInterval(() => {
+            if (process.ppid !== parent) {
+                void stop('parent exited');
+            }
+        }, 1000).unref();
+    }
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
     process.on('exit', () => local?.killNow());

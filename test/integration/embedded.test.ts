@@ -11,7 +11,8 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { call, morayClient, startServer } from '../helpers/harness';
+import { spawn } from 'node:child_process';
+import { call, morayClient, ROOT, startServer } from '../helpers/harness';
 
 const dirs: string[] = [];
 after(() => {
@@ -83,6 +84,34 @@ test('no config: embedded PostgreSQL, ping and version on 2020, monitoring on 30
     assert.ok(alive(pid));
     assert.equal(await srv.stop('SIGTERM'), 0);
     assert.ok(await waitDead(pid, 5000), 'postgres stopped with the server');
+});
+
+test('`npm start` runs the server in the foreground: SIGTERM or the death of npm stops it and PostgreSQL', async () => {
+    /* --ignore-scripts skips prestart (the build npm test already ran) */
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+        const dir = dataDir();
+        const npm = spawn('npm', ['start', '--ignore-scripts', '--', '-p', '0', '-k', '0'], {
+            cwd: ROOT, env: { ...process.env, MORAY_DATA_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        npm.stdout.on('data', (d) => { out += d; });
+        npm.stderr.on('data', (d) => { out += d; });
+        const until = Date.now() + 60000;
+        let port = 0;
+        while (port === 0 && Date.now() < until) {
+            port = Number(/Moray listening on port (\d+)/.exec(out)?.[1] ?? 0);
+            await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(port > 0, `server did not start under npm:\n${out.slice(-2000)}`);
+        const c = await morayClient(port);
+        await call(c, 'ping', { deep: true });
+        c.close();
+        const pg = postmasterPid(dir);
+        const server = Number(/"pid":(\d+)/.exec(out)?.[1]);
+        npm.kill(signal);
+        assert.ok(await waitDead(server, 10000), `server stopped after npm got ${signal}`);
+        assert.ok(await waitDead(pg, 5000), `postgres stopped after npm got ${signal}`);
+    }
 });
 
 test('SIGINT stops the embedded PostgreSQL too, and a restart reuses the data', async () => {
