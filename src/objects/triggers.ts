@@ -7,11 +7,34 @@
  * → InvalidRequireError), and call it as `fn(req, cb)`:
  *
  *   compile ──► for each trigger, in order:
- *                 run the call inside the context with a time limit on its
- *                 synchronous part (features.triggerTimeout)
+ *                 fn.call(this, req, cb) inside the context, with a time
+ *                 limit on its synchronous part (features.triggerTimeout)
  *                 ──► wait for cb (call-once; a deadline turns a trigger that
  *                     never calls back into an error)
  *               cb(err) / a throw ──► the RPC fails with that error, rolled back
+ *             ──► settle req.pg: wait for every query a trigger started;
+ *                 any that failed fails the RPC
+ *
+ * Failure modes, all operational (the RPC fails, the process lives on):
+ *   - a synchronous throw, including InvalidRequireError from `require`;
+ *   - a trigger that loops: the vm timeout stops it;
+ *   - an exception thrown by a trigger's own req.pg event handler ('row',
+ *     'end', 'error' listeners run from our code): it fails the trigger;
+ *   - a req.pg query that fails.  Its 'error' event is emitted only when
+ *     the trigger listens for it (an unheard EventEmitter 'error' throws);
+ *     either way the transaction is now aborted, so COMMIT would silently
+ *     roll back: the RPC fails with the query's error instead of pretending
+ *     success;
+ *   - a trigger that never calls back: "trigger did not call back in time"
+ *     after CALLBACK_DEADLINE_MS.
+ *
+ * The first two need care because the server runs with
+ * --abort-on-uncaught-exception: V8 aborts the process on any exception
+ * that unwinds out of a vm script, and on the watchdog's termination, even
+ * when the caller of runInContext catches them.  Node consults an abort
+ * toggle first, and an uncaught-exception capture callback turns it off,
+ * so every vm entry runs inside withAbortSuspended(), which installs a
+ * no-op capture callback for the (synchronous) duration of the call only.
  *
  * Unlike the reference, a throwing trigger fails its RPC instead of
  * crashing the process.  `req.pg` offers the reference's event-emitter
@@ -28,6 +51,27 @@ import type { Bucket } from '../schema/bucket';
 
 const ALLOWED = new Set(['microtime', 'crc']);
 const CALLBACK_DEADLINE_MS = 30000;
+
+const CALL_SCRIPT = new vm.Script('fn.call(__this, __req, __cb)');
+
+/*
+ * Run `fn` (which enters a vm context) with --abort-on-uncaught-exception
+ * suspended, so that its exceptions, and the vm timeout, reach our own
+ * try/catch instead of aborting the process.  Synchronous: nothing else
+ * runs while the capture callback is installed.  If some other code owns
+ * the capture callback already, the abort toggle is off anyway.
+ */
+function withAbortSuspended<T>(fn: () => T): T {
+    if (process.hasUncaughtExceptionCaptureCallback()) {
+        return fn();
+    }
+    process.setUncaughtExceptionCaptureCallback(() => undefined);
+    try {
+        return fn();
+    } finally {
+        process.setUncaughtExceptionCaptureCallback(null);
+    }
+}
 
 export interface CompiledTriggers {
     pre: vm.Context[];
@@ -46,11 +90,33 @@ function compileOne(source: string, timeoutMs: number): vm.Context {
         },
     };
     const ctx = vm.createContext(sandbox);
-    vm.runInContext('fn = ' + source, ctx, { timeout: timeoutMs });
+    /*
+     * createBucket/updateBucket already evaluated this source (in a worker)
+     * and got a function; a source that now fails is an internal error.
+     */
+    try {
+        withAbortSuspended(() => vm.runInContext('fn = ' + source, ctx, { timeout: timeoutMs }));
+    } catch (err) {
+        throw errors.internal(`trigger does not evaluate: ${String(err)}`);
+    }
+    if (typeof ctx['fn'] !== 'function') {
+        throw errors.internal('trigger does not evaluate to a function');
+    }
     return ctx;
 }
 
-export function compiledTriggers(b: Bucket, timeoutMs: number): CompiledTriggers {
+/*
+ * The bucket's compiled triggers.  With features.triggers off the server
+ * refuses to write to a bucket that has triggers (running a write without
+ * its triggers would silently break what they maintain, e.g. a changelog).
+ */
+export function compiledTriggers(b: Bucket,
+    features: { triggers: boolean; triggerTimeout: number }): CompiledTriggers {
+    if (!features.triggers) {
+        throw errors.invalidBucketConfig(
+            `${b.name} has triggers, which are disabled on this server (features.triggers)`);
+    }
+    const timeoutMs = features.triggerTimeout;
     if (b.compiled === undefined) {
         b.compiled = {
             pre: b.pre.map((s) => compileOne(s, timeoutMs)),
@@ -71,57 +137,117 @@ function toMorayError(e: unknown): MorayError {
     return new MorayError('Error', String(e));
 }
 
-/* The reference's req.pg: query(sql, args) → emitter of row / end / error. */
-export function triggerPg(pg: PgHandle): { query(sql: string, args?: unknown[]): EventEmitter } {
-    return {
-        query(sql: string, args?: unknown[]): EventEmitter {
-            const ee = new EventEmitter();
-            pg.query(sql, args ?? [], { prepare: false }).then((r) => {
-                for (const row of r.rows) {
-                    ee.emit('row', row);
-                }
-                ee.emit('end', { rowCount: r.rowCount, rows: r.rows });
-            }, (err: unknown) => ee.emit('error', err));
-            return ee;
-        },
-    };
+/*
+ * The reference's req.pg: query(sql, args) → emitter of row / end / error,
+ * over the request's connection.  Remembers what its queries did, so that
+ * runTriggers can wait for them and fail the RPC on any error.
+ */
+export class TriggerPg {
+    private readonly inflight = new Set<Promise<void>>();
+    private failure: MorayError | null = null;
+    /* where an exception thrown by a trigger's event handler goes */
+    onHandlerError: ((err: unknown) => void) | null = null;
+
+    constructor(private readonly pg: PgHandle) {}
+
+    query(sql: string, args?: unknown[]): EventEmitter {
+        const ee = new EventEmitter();
+        const emit = (event: string, arg: unknown): void => {
+            try {
+                ee.emit(event, arg);
+            } catch (err) {
+                this.fail(toMorayError(err));
+                this.onHandlerError?.(err);
+            }
+        };
+        const p = this.pg.query(String(sql), args ?? [], { prepare: false }).then((r) => {
+            for (const row of r.rows) {
+                emit('row', row);
+            }
+            emit('end', { rowCount: r.rowCount, rows: r.rows });
+        }, (err: unknown) => {
+            this.fail(toMorayError(err));
+            if (ee.listenerCount('error') > 0) {
+                emit('error', err);
+            }
+        }).finally(() => {
+            this.inflight.delete(p);
+        });
+        this.inflight.add(p);
+        return ee;
+    }
+
+    private fail(err: MorayError): void {
+        if (this.failure === null) {
+            this.failure = err;
+        }
+    }
+
+    /* Wait for every query started so far; throw the first failure. */
+    async settle(): Promise<void> {
+        while (this.inflight.size > 0) {
+            await Promise.all([...this.inflight]);
+        }
+        if (this.failure !== null) {
+            throw this.failure;
+        }
+    }
 }
 
+export function triggerPg(pg: PgHandle): TriggerPg {
+    return new TriggerPg(pg);
+}
+
+/*
+ * Run `ctxs` in order with the cookie `req`; then, if req.pg is a
+ * TriggerPg, wait for its queries.  Rejects with the first failure.
+ */
 export async function runTriggers(ctxs: readonly vm.Context[], req: Record<string, unknown>,
     timeoutMs: number): Promise<void> {
-    for (const ctx of ctxs) {
-        await new Promise<void>((resolve, reject) => {
-            let done = false;
-            const timer = setTimeout(() => {
-                if (!done) {
-                    done = true;
-                    reject(errors.plain('trigger did not call back in time'));
-                }
-            }, CALLBACK_DEADLINE_MS);
-            const cb = (err?: unknown) => {
-                if (done) {
-                    return;
-                }
-                done = true;
-                clearTimeout(timer);
-                if (err) {
-                    reject(toMorayError(err));
-                } else {
-                    resolve();
-                }
-            };
-            ctx['__req'] = req;
-            ctx['__cb'] = cb;
-            ctx['__this'] = {};
-            try {
-                vm.runInContext('fn.call(__this, __req, __cb)', ctx, { timeout: timeoutMs });
-            } catch (e) {
-                if (!done) {
-                    done = true;
-                    clearTimeout(timer);
-                    reject(toMorayError(e));
-                }
-            }
-        });
+    const tpg = req['pg'] instanceof TriggerPg ? req['pg'] : null;
+    try {
+        for (const ctx of ctxs) {
+            await runOne(ctx, req, timeoutMs, tpg);
+        }
+    } finally {
+        if (tpg !== null) {
+            tpg.onHandlerError = null;
+        }
     }
+    if (tpg !== null) {
+        await tpg.settle();
+    }
+}
+
+function runOne(ctx: vm.Context, req: Record<string, unknown>, timeoutMs: number,
+    tpg: TriggerPg | null): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+        let done = false;
+        const settle = (err: unknown): void => {
+            if (done) {
+                return;
+            }
+            done = true;
+            clearTimeout(timer);
+            if (err) {
+                reject(toMorayError(err));
+            } else {
+                resolve();
+            }
+        };
+        const timer = setTimeout(() => settle(errors.plain('trigger did not call back in time')),
+            CALLBACK_DEADLINE_MS);
+        if (tpg !== null) {
+            tpg.onHandlerError = (err) => settle(err ?? new Error('trigger handler threw'));
+        }
+        ctx['__req'] = req;
+        ctx['__cb'] = (err?: unknown) => settle(err);
+        ctx['__this'] = {};
+        try {
+            withAbortSuspended(() => CALL_SCRIPT.runInContext(ctx, { timeout: timeoutMs }));
+        } catch (e) {
+            /* a synchronous throw, or the vm timeout (a trigger that loops) */
+            settle(e ?? new Error('trigger threw'));
+        }
+    });
 }

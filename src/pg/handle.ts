@@ -7,10 +7,17 @@
  *   name is derived from the text, so a changed schema gives a new name and
  *   never a stale plan).  This is why no request id is ever embedded in SQL
  *   text: unique texts defeat prepared statements (2-3x slower gets).
- * - The per-request `timeout` option is enforced inside PostgreSQL with
- *   statement_timeout (error 57014 -> QueryTimeoutError), with a client
- *   timer as a backstop that destroys the connection if PostgreSQL does not
- *   answer at all.
+ * - The per-request `timeout` option bounds each statement's time to its
+ *   FIRST row or its completion (storage.md §4.2), as the reference does.
+ *   On expiry the RPC fails with QueryTimeoutError, the statement is
+ *   cancelled inside PostgreSQL (pg_cancel_backend from a short-lived
+ *   connection, so the database stops the work), and the connection is
+ *   closed rather than reused.  BEGIN/COMMIT/ROLLBACK are never timed.
+ *   Why not statement_timeout: it bounds the whole statement, including
+ *   the time PostgreSQL spends blocked sending rows to a slow reader, so a
+ *   findObjects streaming a large result to a slow client would fail; it
+ *   would also time COMMIT, which can wait on synchronous replication and
+ *   must not be cancelled half-way.
  * - Every statement fires query-start and then query-done or query-error;
  *   query-row fires per row only when a tracer is attached.
  * - Rows can be streamed in batches (portal with a row limit) with
@@ -42,6 +49,8 @@ export interface QueryOptions {
     onRow?: (row: Row) => void | Promise<void>;
     /* batch size for streaming (rows per round trip) */
     batch?: number;
+    /* not subject to the request timeout (BEGIN/COMMIT/ROLLBACK) */
+    untimed?: boolean;
 }
 
 export interface Result {
@@ -98,23 +107,19 @@ export class PgHandle {
         return this.conn.id;
     }
 
-    /* Apply the request's `timeout` option (ms; 0 = none). */
-    async setTimeout(ms: number): Promise<void> {
-        if (ms > 0) {
-            await this.query(`SET statement_timeout = ${Math.floor(ms)}`, undefined,
-                { prepare: false });
-            this.timeoutMs = Math.floor(ms);
-        }
+    /* Apply the request's `timeout` option (ms; 0 = none) to later statements. */
+    setTimeout(ms: number): void {
+        this.timeoutMs = ms > 0 ? Math.floor(ms) : 0;
     }
 
     async begin(isolation: 'READ COMMITTED' | 'REPEATABLE READ' = 'READ COMMITTED'): Promise<void> {
         await this.query(`BEGIN TRANSACTION ISOLATION LEVEL ${isolation}`, undefined,
-            { prepare: false });
+            { prepare: false, untimed: true });
         this.inTransaction = true;
     }
 
     async commit(): Promise<void> {
-        await this.query('COMMIT', undefined, { prepare: false });
+        await this.query('COMMIT', undefined, { prepare: false, untimed: true });
         this.inTransaction = false;
     }
 
@@ -123,7 +128,7 @@ export class PgHandle {
             return;
         }
         try {
-            await this.query('ROLLBACK', undefined, { prepare: false });
+            await this.query('ROLLBACK', undefined, { prepare: false, untimed: true });
             this.inTransaction = false;
         } catch {
             this.broken = true;
@@ -150,7 +155,7 @@ export class PgHandle {
         return new Promise<Result>((resolve, reject) => {
             const q = new pg.Query(cfg);
             const rows: Row[] = [];
-            let backstop: NodeJS.Timeout | null = null;
+            let timer: NodeJS.Timeout | null = null;
             let settled = false;
             let pending: Promise<void> | null = null;
             let paused = false;
@@ -160,15 +165,15 @@ export class PgHandle {
                     return;
                 }
                 settled = true;
-                if (backstop) {
-                    clearTimeout(backstop);
+                if (timer) {
+                    clearTimeout(timer);
                 }
                 if (paused) {
                     stream.resume();
                 }
                 this.conn.currentQuery = null;
                 if (err !== undefined && err !== null) {
-                    const mapped = mapPgError(err, text, this.timeoutMs > 0);
+                    const mapped = mapPgError(err, text, false);
                     if (connectionLost(err)) {
                         /* never hand this connection to another request */
                         this.broken = true;
@@ -191,17 +196,32 @@ export class PgHandle {
                     { rowCount: res!.rowCount, command: (q as unknown as { _result?: { command?: string } })._result?.command }]);
                 resolve(res!);
             };
-            if (this.timeoutMs > 0) {
-                backstop = setTimeout(() => {
-                    this.broken = true;
-                    QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
-                    if (!settled) {
-                        settled = true;
-                        reject(errors.queryTimeout(text));
+            if (this.timeoutMs > 0 && opts.untimed !== true) {
+                timer = setTimeout(() => {
+                    timer = null;
+                    if (settled) {
+                        return;
                     }
-                }, this.timeoutMs + 2000);
+                    settled = true;
+                    this.broken = true;
+                    this.conn.currentQuery = null;
+                    QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
+                    this.pool.cancelBackend(this.conn);
+                    if (paused) {
+                        stream.resume();
+                    }
+                    reject(errors.queryTimeout(text));
+                }, this.timeoutMs);
             }
             q.on('row', (row: Row) => {
+                if (timer !== null) {
+                    /* the first row arrived: the timeout no longer applies */
+                    clearTimeout(timer);
+                    timer = null;
+                }
+                if (settled) {
+                    return;
+                }
                 if (QUERY_ROW.enabled()) {
                     QUERY_ROW.fire(() => [reqId, probeSql(text), row]);
                 }
@@ -260,13 +280,6 @@ export class PgHandle {
         }
         this.released = true;
         const broken = this.broken || this.inTransaction;
-        if (!broken && this.timeoutMs > 0) {
-            /* reset before the connection goes back; the pool waits for it */
-            this.conn.client.query('SET statement_timeout = 0').then(
-                () => this.pool.release(this.conn, false, Date.now() - this.claimed),
-                () => this.pool.release(this.conn, true, Date.now() - this.claimed));
-            return;
-        }
         this.pool.release(this.conn, broken, Date.now() - this.claimed);
     }
 }

@@ -496,6 +496,28 @@ export class PgPool extends EventEmitter {
         return client;
     }
 
+    /*
+     * Best-effort cancel of the statement running on `conn` (a request
+     * timeout): pg_cancel_backend from a short-lived connection, so that
+     * PostgreSQL stops the work instead of finishing it for nobody.
+     */
+    cancelBackend(conn: PoolConn): void {
+        const pid = (conn.client as unknown as { processID?: number }).processID;
+        const b = conn.backend;
+        if (pid === undefined || this.closing) {
+            return;
+        }
+        const c = new pg.Client({ host: b.host, port: b.port, user: this.opts.user,
+            database: this.opts.database, application_name: 'moray-cancel',
+            connectionTimeoutMillis: this.attemptTimeout() || undefined });
+        c.on('error', () => undefined);
+        c.connect()
+            .then(() => c.query('SELECT pg_cancel_backend($1)', [pid]))
+            .catch((err: Error) => this.opts.log.warn({ err, pgConn: conn.id },
+                'pg: unable to cancel a timed-out statement'))
+            .finally(() => void c.end().catch(() => undefined));
+    }
+
     isClosing(): boolean {
         return this.closing;
     }

@@ -110,7 +110,7 @@ export async function withConnection<T>(app: AppServices, req: MorayRequest,
     const pg = await req.step(stepName, async () => {
         const h = await app.pool.claim(req.reqId);
         try {
-            await h.setTimeout(optionTimeout(req.options));
+            h.setTimeout(optionTimeout(req.options));
             if (txn !== null) {
                 await h.begin(txn);
             }

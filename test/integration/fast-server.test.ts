@@ -256,7 +256,7 @@ function rawFrame(text: string, status: number): Buffer {
 }
 
 describe('process', () => {
-    test('a client that never reads does not grow server memory without bound', async () => {
+    test('a client that never reads does not grow server memory without bound', async (t) => {
         /* Pipeline many large-response requests and never read. */
         const sock = await connect(srv.port);
         sock.pause();
@@ -272,6 +272,8 @@ describe('process', () => {
         sock.write(all);
         await new Promise((r) => setTimeout(r, 3000));
         const afterRss = await rssOf(srv.proc.pid!);
+        t.diagnostic(`server RSS ${(before / 1048576).toFixed(1)} MiB -> ` +
+            `${(afterRss / 1048576).toFixed(1)} MiB after 200,000 unread pipelined requests`);
         /* limits: 1024 in flight, 4 MiB unsent; allow generous slack for GC */
         assert.ok(afterRss - before < 96 * 1024 * 1024,
             `RSS grew by ${((afterRss - before) / 1048576).toFixed(1)} MiB`);

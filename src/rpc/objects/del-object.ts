@@ -41,7 +41,7 @@ export async function deleteOne(app: AppServices, req: MorayRequest, pg: PgHandl
         if (b.post.length === 0) {
             return;
         }
-        const trig = compiledTriggers(b, app.config.features.triggerTimeout);
+        const trig = compiledTriggers(b, app.config.features);
         await runTriggers(trig.post, {
             bucket: bucketName, key, value: undefined, id: rowId(row), schema: b.index,
             update: false, headers: (options['headers'] as object | undefined) ?? {},

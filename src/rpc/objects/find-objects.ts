@@ -18,16 +18,38 @@
  * without BEGIN/COMMIT gives the same answer in one round trip.
  *
  * Back-pressure: when the client's socket is full, write() returns false;
- * the row callback then returns a promise and the PostgreSQL socket is
- * paused until the client drains, so memory stays flat however many rows
- * match and however slowly the client reads.
+ * the row callback then returns a promise (the "gate") and the PostgreSQL
+ * socket is paused until the client drains, so memory stays flat however
+ * many rows match and however slowly the client reads.
+ *
+ * The row pump (one per request) is a small state machine:
+ *
+ *   FLOWING ──write() false──► GATED ──client drained──► FLOWING
+ *      │                         │
+ *      └──── row error / client gone ────► FAILED (rows ignored)
+ *
+ * A failure while streaming (a row that does not convert, the client going
+ * away) is handed to the PgHandle as a rejected promise: through the open
+ * gate if there is one (the handle waits on exactly that promise), else as
+ * a fresh rejected promise.  The handle then rejects the query and marks
+ * the connection broken (the portal is abandoned mid-stream), and the pool
+ * discards it.  Nothing is ever thrown inside pg's 'row' event, where it
+ * would escape into the socket's data handler and take the process down.
+ *
+ * A statement that fails in PostgreSQL (an unknown sort column, a
+ * timeout) is an ordinary query error: PgHandle sends the Sync that pg 8
+ * omits after an error in row-batch mode, so the connection goes back to
+ * the pool in a usable state.
  */
 
+import { errors, MorayError } from '../../errors/catalog';
 import { compileFilter, assertUsableIndexes, parseFilter, compileMatcher } from '../../filter';
+import type { RecordMatcher } from '../../filter';
+import type { Row } from '../../pg/handle';
 import { probe } from '../../probes';
-import { loadBucket } from '../../schema/bucket';
+import { loadBucket, type Bucket } from '../../schema/bucket';
 import { rowToRecord, selectColumns } from '../../objects/record';
-import { withConnection, type MorayRpc } from '../context';
+import { withConnection, type MorayRequest, type MorayRpc } from '../context';
 
 const FIND_START = probe('moray', 'findobjects-start');
 const FIND_RECORD = probe('moray', 'findobjects-record');
@@ -36,13 +58,105 @@ const FIND_DONE = probe('moray', 'findobjects-done');
 export const FIND_HANDLED_OPTIONS = ['req_id', 'limit', 'offset', 'sort', 'noLimit', 'no_count',
     'sql_only', 'noBucketCache', 'timeout', 'requireOnlineReindexing', 'requireIndexes'];
 
+/* Rows per portal fetch: bounds what one round trip can buffer. */
+const BATCH_ROWS = 500;
+
+const PumpState = {
+    FLOWING: 'FLOWING',
+    GATED: 'GATED',
+    FAILED: 'FAILED',
+} as const;
+type PumpState = typeof PumpState[keyof typeof PumpState];
+
+/* Rows → records → DATA frames, with back-pressure and failure hand-off. */
+class RowPump {
+    state: PumpState = PumpState.FLOWING;
+    sent = 0;
+    private rejectGate: ((err: unknown) => void) | null = null;
+
+    constructor(private readonly req: MorayRequest, private readonly b: Bucket,
+        private readonly bucket: string, private readonly matches: RecordMatcher,
+        private readonly noCount: boolean) {}
+
+    onRow(row: Row): void | Promise<void> {
+        if (this.state === PumpState.FAILED) {
+            return undefined;
+        }
+        try {
+            return this.emit(row);
+        } catch (err) {
+            return this.fail(err);
+        }
+    }
+
+    private emit(row: Row): void | Promise<void> {
+        const rec = rowToRecord(this.b, this.bucket, row);
+        const out: Record<string, unknown> = { ...rec };
+        if (!this.noCount) {
+            out['_count'] = parseInt(row['_count'] as string, 10);
+        }
+        /* the post-filter sees the value plus the internal fields */
+        const cand: Record<string, unknown> = rec.value !== null && typeof rec.value === 'object' ?
+            { ...rec.value } : {};
+        cand['_id'] = rec._id;
+        cand['_txn_snap'] = rec._txn_snap;
+        cand['_etag'] = rec._etag;
+        cand['_key'] = rec.key;
+        cand['_mtime'] = rec._mtime;
+        if (!this.noCount) {
+            cand['_count'] = out['_count'];
+        }
+        if (!this.matches(cand)) {
+            return undefined;
+        }
+        if (this.req.fast.detached) {
+            throw errors.plain('client went away during findObjects');
+        }
+        this.sent++;
+        FIND_RECORD.fire(() => [this.req.msgid, rec.key, rec._id, rec._etag, row['_value']]);
+        if (this.req.write(out) || this.state === PumpState.GATED) {
+            return undefined;
+        }
+        return this.gate();
+    }
+
+    /* The client is full: a promise that settles when it drains (or we fail). */
+    private gate(): Promise<void> {
+        this.state = PumpState.GATED;
+        return new Promise<void>((resolve, reject) => {
+            this.rejectGate = reject;
+            this.req.drained().then(() => {
+                if (this.state === PumpState.GATED) {
+                    this.state = PumpState.FLOWING;
+                    this.rejectGate = null;
+                    resolve();
+                }
+            }, (err: unknown) => this.fail(err));
+        });
+    }
+
+    private fail(err: unknown): void | Promise<void> {
+        const e = err instanceof MorayError ? err :
+            errors.internal(err instanceof Error ? err.message : String(err));
+        const wasGated = this.state === PumpState.GATED;
+        const reject = this.rejectGate;
+        this.state = PumpState.FAILED;
+        this.rejectGate = null;
+        if (wasGated && reject !== null) {
+            reject(e);
+            return undefined;
+        }
+        return Promise.reject(e);
+    }
+}
+
 export const findObjects: MorayRpc = {
     name: 'findObjects',
     async run(app, req) {
         const [bucket, filter] = req.args as [string, string];
         const o = req.options;
         FIND_START.fire(() => [req.msgid, req.reqId, bucket, filter]);
-        let sent = 0;
+        let pump: RowPump | null = null;
         try {
             const ast = await req.step('parseFilter', () => parseFilter(filter));
             await withConnection(app, req, 'getPGHandle', null, async (pg) => {
@@ -51,12 +165,7 @@ export const findObjects: MorayRpc = {
                     loadBucket(app.buckets, pg, bucket, o['noBucketCache'] === true));
                 await req.step('checkRequiredIndexes', () => {
                     if (o['requireIndexes'] === true || o['requireOnlineReindexing'] === true) {
-                        try {
-                            assertUsableIndexes(ast, b, filter);
-                        } catch (err) {
-                            req.log.error({ err }, 'filter uses unusable indexes');
-                            throw err;
-                        }
+                        assertUsableIndexes(ast, b, filter);
                     }
                 });
                 await req.step('sendHandledOptions', () => {
@@ -89,41 +198,16 @@ export const findObjects: MorayRpc = {
                 const sql = `SELECT ${selectColumns(b)}` +
                     (noCount ? '' : ', count(1) OVER () AS _count') +
                     ` FROM ${b.table} ${where.where}`;
+                const p = new RowPump(req, b, bucket, matches, noCount);
+                pump = p;
                 await req.step('getRecords', () => pg.query(sql, where.args, {
                     prepare: true,
-                    batch: 500,
-                    onRow: (row) => {
-                        const rec = rowToRecord(b, bucket, row);
-                        const out: Record<string, unknown> = { ...rec };
-                        if (!noCount) {
-                            out['_count'] = parseInt(row['_count'] as string, 10);
-                        }
-                        const probeValue = rec.value !== null && typeof rec.value === 'object' ?
-                            { ...rec.value } : rec.value;
-                        const cand = probeValue !== null && typeof probeValue === 'object' ?
-                            probeValue as Record<string, unknown> : {};
-                        cand['_id'] = rec._id;
-                        cand['_txn_snap'] = rec._txn_snap;
-                        cand['_etag'] = rec._etag;
-                        cand['_key'] = rec.key;
-                        cand['_mtime'] = rec._mtime;
-                        if (!noCount) {
-                            cand['_count'] = out['_count'];
-                        }
-                        if (!matches(cand)) {
-                            return undefined;
-                        }
-                        sent++;
-                        FIND_RECORD.fire(() => [req.msgid, rec.key, rec._id, rec._etag,
-                            row['_value']]);
-                        if (!req.write(out)) {
-                            return req.drained();
-                        }
-                        return undefined;
-                    },
+                    batch: BATCH_ROWS,
+                    onRow: (row) => p.onRow(row),
                 }));
             });
         } finally {
+            const sent = (pump as RowPump | null)?.sent ?? 0;
             FIND_DONE.fire(() => [req.msgid, sent]);
         }
     },

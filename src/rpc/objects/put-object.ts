@@ -9,6 +9,14 @@
  * The locked read makes the etag check and the write atomic.  Two puts of
  * the same new key race on the INSERT: the loser gets UniqueAttributeError
  * on `_key`, as with the reference.
+ *
+ * Errors, in the order they can occur (each rolls the transaction back):
+ *   BucketNotFoundError; QueryTimeoutError (options.timeout, any statement);
+ *   trigger errors (their own name, see objects/triggers.ts);
+ *   EtagConflictError {bucket, key, expected, actual}; InvalidIndexTypeError;
+ *   UniqueAttributeError (an index column or `_key`); PostgreSQL's own
+ *   errors as `error` (e.g. a non-integer value.vnode, a malformed
+ *   [string] literal); InternalError when a new _id exceeds 2^53-1.
  */
 
 import { errors } from '../../errors/catalog';
@@ -16,7 +24,7 @@ import type { PgHandle } from '../../pg/handle';
 import { probe } from '../../probes';
 import { loadBucket, type Bucket } from '../../schema/bucket';
 import { etagOf } from '../../schema/etag';
-import { indexColumns, quoteIdent } from '../../objects/record';
+import { indexColumns, quoteIdent, rowId } from '../../objects/record';
 import { compiledTriggers, runTriggers, triggerPg } from '../../objects/triggers';
 import { withConnection, type AppServices, type MorayRequest, type MorayRpc } from '../context';
 
@@ -46,7 +54,7 @@ export async function putOne(app: AppServices, req: MorayRequest, pg: PgHandle,
         }
     });
     const trig = (b.pre.length > 0 || b.post.length > 0) ?
-        compiledTriggers(b, app.config.features.triggerTimeout) : null;
+        compiledTriggers(b, app.config.features) : null;
     await step('runPreChain', async () => {
         if (trig === null || trig.pre.length === 0) {
             return;
@@ -118,9 +126,8 @@ export async function putOne(app: AppServices, req: MorayRequest, pg: PgHandle,
                 params.map((_, i) => `$${i + 1}`).join(', ') +
                 `) RETURNING _id${b.hasExtendedId ? ', _idx' : ''}`;
             const r = await pg.query(sql, params);
-            const row = r.rows[0]!;
-            const raw = row['_id'] ?? row['_idx'];
-            id = raw === null || raw === undefined ? undefined : Number(raw);
+            /* an id past 2^53-1 fails the put (InternalError) instead of going imprecise */
+            id = rowId(r.rows[0]!);
             if (value !== null && typeof value === 'object') {
                 value['_id'] = id;
             }

@@ -1,0 +1,105 @@
+/*
+ * The benchmark's own PostgreSQL: an ephemeral cluster in a temp directory,
+ * run from the embedded binaries through src/pg/local-postgres.ts (the same
+ * code the test harness and `npm start` use).
+ *
+ *   workDir/pg/ ──initdb──► start (port: free, TCP on 127.0.0.1) ──► db `moray`
+ *        └─ CREATE EXTENSION pg_stat_statements (for the statement census)
+ *
+ * Settings differ from the test harness on purpose: fsync and
+ * synchronous_commit stay at their defaults (durable commits, as in
+ * production and as pgbench is usually quoted) unless --pg-fast.  Every
+ * client (server, pg driver, pgbench) connects over TCP to 127.0.0.1 so
+ * that all three pay the same transport.
+ *
+ * pg_stat_statements is preloaded with track=none, which costs one branch
+ * per statement; the census switches tracking on only around its own
+ * passes (ALTER SYSTEM + pg_reload_conf()).
+ */
+
+import * as pg from 'pg';
+import { LocalPostgres } from '../../src/pg/local-postgres';
+
+export const BENCH_DB = 'moray';
+
+export class BenchCluster {
+    private constructor(readonly pg: LocalPostgres) {}
+
+    static async start(dataDir: string, fast: boolean, log: (m: string) => void): Promise<BenchCluster> {
+        const c = new LocalPostgres({
+            dataDir, database: BENCH_DB, fast, log,
+            settings: {
+                max_connections: '300',
+                shared_preload_libraries: 'pg_stat_statements',
+                'pg_stat_statements.max': '1000',
+            },
+        });
+        await c.start();
+        process.once('exit', () => c.killNow());
+        const bc = new BenchCluster(c);
+        await bc.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+        await bc.setStatementTracking(false);
+        return bc;
+    }
+
+    get port(): number {
+        return this.pg.port;
+    }
+
+    get url(): string {
+        return this.pg.url;
+    }
+
+    /* the postmaster: parent of every backend */
+    get postmasterPid(): number {
+        const pid = this.pg.pid;
+        if (pid === undefined) {
+            throw new Error('cluster not running');
+        }
+        return pid;
+    }
+
+    async client(): Promise<pg.Client> {
+        const c = new pg.Client({ host: '127.0.0.1', port: this.port, user: 'postgres',
+            database: BENCH_DB });
+        c.on('error', () => undefined);
+        await c.connect();
+        return c;
+    }
+
+    async query(sql: string, values?: unknown[]): Promise<pg.QueryResult> {
+        const c = await this.client();
+        try {
+            return await c.query(sql, values);
+        } finally {
+            await c.end();
+        }
+    }
+
+    /*
+     * Switch pg_stat_statements on ('top') or off ('none') for every
+     * session.  Not a -c flag: command-line settings would override ALTER
+     * SYSTEM.  Backends apply the reload at their next command.
+     */
+    async setStatementTracking(on: boolean): Promise<void> {
+        await this.query(`ALTER SYSTEM SET pg_stat_statements.track = '${on ? 'top' : 'none'}'`);
+        await this.query('SELECT pg_reload_conf()');
+        await new Promise((r) => setTimeout(r, 200));
+    }
+
+    /* The settings that matter for reading the results. */
+    async settings(): Promise<Record<string, string>> {
+        const r = await this.query("SELECT name, setting FROM pg_settings WHERE name IN " +
+            "('fsync','synchronous_commit','full_page_writes','shared_buffers','max_connections'," +
+            "'server_version','wal_level')");
+        const out: Record<string, string> = {};
+        for (const row of r.rows as { name: string; setting: string }[]) {
+            out[row.name] = row.setting;
+        }
+        return out;
+    }
+
+    async stop(): Promise<void> {
+        await this.pg.stop();
+    }
+}
