@@ -57,8 +57,8 @@ async function main() {
     console.log(`# test PostgreSQL cluster on port ${cluster.port} (${dir})`);
 
     const child = spawn(process.execPath, [
-        '--enable-source-maps', '--test', '--test-reporter=tap',
-        `--test-concurrency=${process.env.MORAY_TEST_CONCURRENCY || 2}`, ...files,
+        '--enable-source-maps', '--test', '--test-reporter=tap', '--test-force-exit',
+        `--test-concurrency=${process.env.MORAY_TEST_CONCURRENCY || 1}`, ...files,
     ], {
         cwd: ROOT,
         env: { ...process.env, MORAY_TEST_PG_PORT: String(cluster.port) },

@@ -271,11 +271,35 @@ export class FastConnection implements RequestSink {
 
     /* ---- output ---- */
 
+    /*
+     * Every frame goes through here.  Frames written during one turn of the
+     * event loop (a getObject's DATA and END, a find's records, the answers
+     * to a burst of pipelined requests) leave in one writev: the socket is
+     * corked on the first write and uncorked by setImmediate, after the
+     * current I/O phase.  One syscall per RPC instead of one per frame was
+     * the largest single cost in the getObject profile.
+     */
+    private corked = false;
+
+    private write(frame: Buffer): void {
+        if (!this.corked) {
+            this.corked = true;
+            this.socket.cork();
+            setImmediate(this.uncork);
+        }
+        this.socket.write(frame);
+    }
+
+    private readonly uncork = (): void => {
+        this.corked = false;
+        this.socket.uncork();
+    };
+
     send(frame: Buffer): boolean {
         if (this.detached) {
             return true;
         }
-        this.socket.write(frame);
+        this.write(frame);
         const full = this.socket.writableLength >= this.server.limits.maxUnsentBytesPerConnection;
         if (full) {
             this.checkFlow();
@@ -356,7 +380,7 @@ export class FastConnection implements RequestSink {
             }
         }
         if (!this.detached) {
-            this.socket.write(err === null ?
+            this.write(err === null ?
                 encodeEnd(req.version, req.msgid, req.method) :
                 encodeError(req.version, req.msgid, req.method, err));
         }

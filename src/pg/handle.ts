@@ -47,7 +47,12 @@ export interface QueryOptions {
     prepare?: boolean;
     /* stream rows: called for each row; may return a promise to apply back-pressure */
     onRow?: (row: Row) => void | Promise<void>;
-    /* batch size for streaming (rows per round trip) */
+    /*
+     * With onRow: read through a portal in batches of this many rows (for
+     * unbounded results).  Without it the whole statement is sent at once
+     * (one round trip) and rows still reach onRow one by one, with the
+     * PostgreSQL socket paused while onRow's promise is pending.
+     */
     batch?: number;
     /* not subject to the request timeout (BEGIN/COMMIT/ROLLBACK) */
     untimed?: boolean;
@@ -149,8 +154,9 @@ export class PgHandle {
             cfg.name = statementName(text);
         }
         const onRow = opts.onRow;
-        if (onRow) {
-            cfg.rows = opts.batch ?? 500;
+        if (onRow && opts.batch !== undefined && opts.batch > 0) {
+            /* a portal read in batches: one more round trip, bounded memory */
+            cfg.rows = opts.batch;
         }
         return new Promise<Result>((resolve, reject) => {
             const q = new pg.Query(cfg);

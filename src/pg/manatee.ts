@@ -372,6 +372,9 @@ export function electionOrder(children: readonly string[]): ElectionEntry[] {
 /* ---------------------------------------------------------------------- */
 /* The follower.                                                           */
 
+/* how often a connected follower re-reads the shard, in case a watch was lost */
+export const REREAD_INTERVAL_MS = 2000;
+
 export interface ManateeConfig {
     readonly path: string;
     readonly zk: {
@@ -446,6 +449,7 @@ export class ManateeFollower extends EventEmitter implements TopologySource {
 
     /* watchdog */
     private watchdogTimer: NodeJS.Timeout | null = null;
+    private rereadTimer: NodeJS.Timeout | null = null;
     private probeTimer: NodeJS.Timeout | null = null;
     private probeSeq = 0;
     private lastProbeMs: number | null = null;
@@ -492,6 +496,19 @@ export class ManateeFollower extends EventEmitter implements TopologySource {
         }
         const period = Math.max(1, Math.floor(this.zkOpts.sessionTimeout / 3));
         this.watchdogTimer = setInterval(() => this.watchdogTick(), period);
+        /*
+         * Safety net for a lost watch: re-read the shard every
+         * REREAD_INTERVAL_MS while connected (one exists + getData; an event
+         * only if the primary changed).  Seen under load after a ZooKeeper
+         * restart: the data watch did not fire for a state written later,
+         * and the follower only noticed ~10 s after the change.
+         */
+        this.rereadTimer = setInterval(() => {
+            if (this.fsm === FollowerState.CONNECTED) {
+                this.counters.rereads++;
+                this.read();
+            }
+        }, REREAD_INTERVAL_MS);
         this.newSession();
     }
 
@@ -501,6 +518,10 @@ export class ManateeFollower extends EventEmitter implements TopologySource {
             return;
         }
         this.move(FollowerState.STOPPED);
+        if (this.rereadTimer !== null) {
+            clearInterval(this.rereadTimer);
+            this.rereadTimer = null;
+        }
         for (const t of [this.watchdogTimer, this.retryTimer, this.backoffTimer]) {
             if (t !== null) {
                 clearTimeout(t);

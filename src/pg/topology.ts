@@ -62,6 +62,8 @@ export interface TopologyCounters {
     clientsCreated: number;
     /* failed reads of the state / election nodes (retried) */
     readErrors: number;
+    /* periodic re-reads of the shard (safety net for lost watches) */
+    rereads: number;
 }
 
 export interface TopologySnapshot {
@@ -104,7 +106,7 @@ export interface TopologySource extends EventEmitter {
 export function zeroCounters(): TopologyCounters {
     return {
         changes: 0, malformedStates: 0, watchdogTrips: 0, connectTimeouts: 0, reconnects: 0,
-        expirations: 0, clientsCreated: 0, readErrors: 0,
+        expirations: 0, clientsCreated: 0, readErrors: 0, rereads: 0,
     };
 }
 

@@ -18,6 +18,7 @@ import { MorayRequest, reqIdOf, type AppServices, type MorayRpc } from './contex
 
 const REQUEST_START = probe('moray', 'request-start');
 const REQUEST_DONE = probe('moray', 'request-done');
+const LOG_PROBE = probe('moray', 'log');
 
 export interface CompletionInfo {
     method: string;
@@ -34,6 +35,12 @@ export class RpcRegistry {
     private readonly hooks: CompletionHook[] = [];
 
     constructor(private readonly app: AppServices, private readonly server: FastServer) {}
+
+    /* is debug logging on?  (bunyan level, or a snooping tracer lowering it) */
+    private debug(): boolean {
+        const l = this.app.log as unknown as { level?: () => number };
+        return typeof l.level !== 'function' || l.level() <= 20 || LOG_PROBE.enabled();
+    }
 
     onComplete(h: CompletionHook): void {
         this.hooks.push(h);
@@ -53,17 +60,20 @@ export class RpcRegistry {
             const options = (args[oi] ?? {}) as Record<string, unknown>;
             const reqId = reqIdOf(options);
             fast.reqId = reqId;
-            const log = this.app.log.child({
-                connId: fast.connId, msgid: fast.msgid, route: rpc.name, req_id: reqId,
-            });
-            req = new MorayRequest(fast, args, options, reqId, log);
+            req = new MorayRequest(fast, args, options, reqId, this.app.log);
             REQUEST_START.fire(() => [fast.connId, fast.msgid, rpc.name, reqId]);
-            log.debug({ args }, `${rpc.name}: entered`);
+            if (this.debug()) {
+                req.log.debug({ args }, `${rpc.name}: entered`);
+            }
             await rpc.run(this.app, req);
-            log.debug(`${rpc.name}: done`);
+            if (this.debug()) {
+                req.log.debug(`${rpc.name}: done`);
+            }
         } catch (err) {
             error = err;
-            req?.log.debug({ err }, `${rpc.name}: failed`);
+            if (req !== undefined && this.debug()) {
+                req.log.debug({ err }, `${rpc.name}: failed`);
+            }
             throw err;
         } finally {
             const seconds = fast.ageMs() / 1000;

@@ -77,15 +77,25 @@ export class ManateeStateWriter {
     readonly electionPath: string;
     readonly historyPath: string;
 
-    private constructor(private readonly client: ZkClient, readonly shardPath: string,
-        private readonly timeoutMs: number) {
+    private expired = false;
+
+    private constructor(private client: ZkClient, readonly shardPath: string,
+        private readonly timeoutMs: number, private readonly connStr: string) {
         this.statePath = `${shardPath}/state`;
         this.electionPath = `${shardPath}/election`;
         this.historyPath = `${shardPath}/history`;
+        this.watch(client);
     }
 
-    /* Connect and create P, P/election and P/history (like the sitters' mkdirp). */
-    static async open(connStr: string, shardPath: string, timeoutMs = 10000): Promise<ManateeStateWriter> {
+    private watch(client: ZkClient): void {
+        client.once('expired', () => {
+            if (client === this.client) {
+                this.expired = true;
+            }
+        });
+    }
+
+    private static async connect(connStr: string, timeoutMs: number): Promise<ZkClient> {
         const client = createZkClient(connStr, { sessionTimeout: 10000, spinDelay: 100, retries: 0 });
         await new Promise<void>((resolve, reject) => {
             const t = setTimeout(() => {
@@ -98,19 +108,53 @@ export class ManateeStateWriter {
             });
             client.connect();
         });
-        const w = new ManateeStateWriter(client, shardPath, timeoutMs);
+        return client;
+    }
+
+    /* Connect and create P, P/election and P/history (like the sitters' mkdirp). */
+    static async open(connStr: string, shardPath: string, timeoutMs = 10000): Promise<ManateeStateWriter> {
+        const client = await ManateeStateWriter.connect(connStr, timeoutMs);
+        const w = new ManateeStateWriter(client, shardPath, timeoutMs, connStr);
         for (const p of [w.electionPath, w.historyPath]) {
             await call<string>(`mkdirp ${p}`, timeoutMs, (cb) => client.mkdirp(p, cb));
         }
         return w;
     }
 
+    /*
+     * A session that expired while ZooKeeper was down (or starved, on a
+     * loaded machine) leaves node-zookeeper-client dead: replace it.
+     */
+    private async renew(): Promise<void> {
+        const old = this.client;
+        this.client = await ManateeStateWriter.connect(this.connStr, this.timeoutMs);
+        this.expired = false;
+        this.watch(this.client);
+        void closeZkClient(old, 0);
+    }
+
+    private async op<T>(what: string, fn: (c: ZkClient, cb: (err: ZkException | null, v?: T) => void) => void): Promise<T | undefined> {
+        if (this.expired) {
+            await this.renew();
+        }
+        try {
+            return await call<T>(what, this.timeoutMs, (cb) => fn(this.client, cb));
+        } catch (e) {
+            if ((e as ZkException).code !== undefined) {
+                throw e;
+            }
+            /* no reply: the client may be wedged after a restart; retry once on a new one */
+            await this.renew();
+            return call<T>(what, this.timeoutMs, (cb) => fn(this.client, cb));
+        }
+    }
+
     /* Write P/state (create or overwrite) plus a history entry. */
     async putState(state: ClusterState): Promise<void> {
         const json = JSON.stringify(state);
         await this.putRawState(json);
-        await call<string>('create history', this.timeoutMs, (cb) =>
-            this.client.create(`${this.historyPath}/${state.generation}-`, Buffer.from(json),
+        await this.op<string>('create history', (c, cb) =>
+            c.create(`${this.historyPath}/${state.generation}-`, Buffer.from(json),
                 ZkCreateMode.PERSISTENT_SEQUENTIAL, cb));
     }
 
@@ -118,19 +162,19 @@ export class ManateeStateWriter {
     async putRawState(text: string): Promise<void> {
         const data = Buffer.from(text);
         try {
-            await call('setData state', this.timeoutMs, (cb) => this.client.setData(this.statePath, data, -1, cb));
+            await this.op('setData state', (c, cb) => c.setData(this.statePath, data, -1, cb));
         } catch (e) {
             if ((e as ZkException).code !== ZK_NO_NODE) {
                 throw e;
             }
-            await call<string>('create state', this.timeoutMs, (cb) =>
-                this.client.create(this.statePath, data, ZkCreateMode.PERSISTENT, cb));
+            await this.op<string>('create state', (c, cb) =>
+                c.create(this.statePath, data, ZkCreateMode.PERSISTENT, cb));
         }
     }
 
     async deleteState(): Promise<void> {
         try {
-            await call('remove state', this.timeoutMs, (cb) => this.client.remove(this.statePath, -1, cb));
+            await this.op('remove state', (c, cb) => c.remove(this.statePath, -1, cb));
         } catch (e) {
             if ((e as ZkException).code !== ZK_NO_NODE) {
                 throw e;
@@ -154,20 +198,20 @@ export class ManateeStateWriter {
     /* A sitter joining the election: ephemeral sequential "<id>-<seq>"; returns the full path. */
     async joinElection(p: Peer): Promise<string> {
         const data = Buffer.from(JSON.stringify({ zoneId: p.zoneId, ip: p.ip, pgUrl: p.pgUrl, backupUrl: p.backupUrl }));
-        const created = await call<string>('create election node', this.timeoutMs, (cb) =>
-            this.client.create(`${this.electionPath}/${p.id}-`, data, ZkCreateMode.EPHEMERAL_SEQUENTIAL, cb));
+        const created = await this.op<string>('create election node', (c, cb) =>
+            c.create(`${this.electionPath}/${p.id}-`, data, ZkCreateMode.EPHEMERAL_SEQUENTIAL, cb));
         return created as string;
     }
 
     /* Create an arbitrary (possibly malformed) ephemeral node under P/election. */
     async createElectionNode(name: string): Promise<string> {
-        const created = await call<string>('create election node', this.timeoutMs, (cb) =>
-            this.client.create(`${this.electionPath}/${name}`, undefined, ZkCreateMode.EPHEMERAL, cb));
+        const created = await this.op<string>('create election node', (c, cb) =>
+            c.create(`${this.electionPath}/${name}`, undefined, ZkCreateMode.EPHEMERAL, cb));
         return created as string;
     }
 
     async leaveElection(nodePath: string): Promise<void> {
-        await call('remove election node', this.timeoutMs, (cb) => this.client.remove(nodePath, -1, cb));
+        await this.op('remove election node', (c, cb) => c.remove(nodePath, -1, cb));
     }
 
     async electionChildren(): Promise<string[]> {

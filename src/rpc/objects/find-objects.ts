@@ -43,7 +43,7 @@
  */
 
 import { errors, MorayError } from '../../errors/catalog';
-import { compileFilter, assertUsableIndexes, parseFilter, compileMatcher } from '../../filter';
+import { compileFilter, assertUsableIndexes, parseFilter, compileMatcher, DEFAULT_LIMIT } from '../../filter';
 import type { RecordMatcher } from '../../filter';
 import type { Row } from '../../pg/handle';
 import { probe } from '../../probes';
@@ -200,9 +200,16 @@ export const findObjects: MorayRpc = {
                     ` FROM ${b.table} ${where.where}`;
                 const p = new RowPump(req, b, bucket, matches, noCount);
                 pump = p;
+                /*
+                 * A bounded result (LIMIT ≤ 1000, the default) is one round
+                 * trip; only larger or unlimited ones use a portal in batches.
+                 */
+                const limit = Number(o['limit'] ?? 0);
+                const bounded = o['limit'] === '0' || (limit > 0 && limit <= DEFAULT_LIMIT) ||
+                    (!(limit > 0) && o['noLimit'] !== true);
                 await req.step('getRecords', () => pg.query(sql, where.args, {
                     prepare: true,
-                    batch: BATCH_ROWS,
+                    batch: bounded ? undefined : BATCH_ROWS,
                     onRow: (row) => p.onRow(row),
                 }));
             });

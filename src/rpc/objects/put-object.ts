@@ -19,7 +19,7 @@
  *   [string] literal); InternalError when a new _id exceeds 2^53-1.
  */
 
-import { errors } from '../../errors/catalog';
+import { errors, MorayError } from '../../errors/catalog';
 import type { PgHandle } from '../../pg/handle';
 import { probe } from '../../probes';
 import { loadBucket, type Bucket } from '../../schema/bucket';
@@ -36,13 +36,14 @@ export interface PutResult { etag: string; id: number | undefined }
 /* The body shared with batch `put`. */
 export async function putOne(app: AppServices, req: MorayRequest, pg: PgHandle,
     bucketName: string, key0: string, value0: Record<string, unknown>,
-    options: Record<string, unknown>, steps: boolean): Promise<PutResult> {
+    options: Record<string, unknown>, steps: boolean, loaded?: Bucket): Promise<PutResult> {
     const step = <T>(name: string, fn: () => Promise<T> | T): Promise<T> =>
         steps ? req.step(name, fn) : Promise.resolve().then(fn);
     let key = key0;
     let value = value0;
     const fresh = options['noBucketCache'] === true;
-    let b: Bucket = await step('loadBucket', () => loadBucket(app.buckets, pg, bucketName, fresh));
+    let b: Bucket = loaded ?? await step('loadBucket', () =>
+        loadBucket(app.buckets, pg, bucketName, fresh));
     const lockSql = (bb: Bucket) => `SELECT _etag${bb.hasRver ? ', _rver' : ''} FROM ${bb.table} ` +
         'WHERE _key = $1 FOR UPDATE';
     let prev = (await step('selectForUpdate', () => pg.query(lockSql(b), [key]))).rows[0];
@@ -181,15 +182,143 @@ export async function putOne(app: AppServices, req: MorayRequest, pg: PgHandle,
     return { etag, id };
 }
 
+/*
+ * The one-statement path.  When nothing can run between the read of the
+ * current row and the write (no triggers, no guaranteeOrder serial, no
+ * reindexing stamp), the locked read, the etag check and the write fold
+ * into ONE autocommit statement, one round trip instead of four
+ * (BEGIN, SELECT … FOR UPDATE, INSERT|UPDATE, COMMIT):
+ *
+ *   etag absent:  WITH upd AS (UPDATE b SET … WHERE _key = $1 RETURNING _id)
+ *                 INSERT INTO b (…) SELECT $1, … WHERE NOT EXISTS (SELECT 1 FROM upd)
+ *   etag string:  UPDATE b SET … WHERE _key = $1 AND _etag = $e
+ *   etag null:    INSERT INTO b (…) VALUES (…)
+ *
+ * Same outcomes as the transaction: the UPDATE takes the row lock, so
+ * concurrent writers of one key serialise; two creators of one new key
+ * race on the INSERT and the loser gets UniqueAttributeError on `_key`
+ * (or EtagConflictError with etag null); _id is drawn only by an INSERT
+ * that happens.  A failed conditional write reads the current etag
+ * afterwards for the error's `actual`.
+ */
+function fastPathEligible(b: Bucket): boolean {
+    return b.pre.length === 0 && b.post.length === 0 && !b.guaranteeOrder &&
+        b.reindexActive === null;
+}
+
+function isKeyViolation(err: unknown): boolean {
+    return err instanceof MorayError && err.name === 'UniqueAttributeError' &&
+        err.message.startsWith('"_key" ');
+}
+
+async function currentEtag(pg: PgHandle, b: Bucket, key: string): Promise<string> {
+    const r = await pg.query(`SELECT _etag FROM ${b.table} WHERE _key = $1`, [key]);
+    return (r.rows[0]?.['_etag'] as string | undefined) ?? 'null';
+}
+
+async function putOneStatement(req: MorayRequest, pg: PgHandle, b: Bucket, bucketName: string,
+    key: string, value: Record<string, unknown>, options: Record<string, unknown>): Promise<string> {
+    for (const s of ['selectForUpdate', 'verifyBucket', 'runPreChain', 'checkEtag']) {
+        req.skipStep(s);
+    }
+    const text = JSON.stringify(value);
+    const etag = etagOf(text);
+    const cols = await req.step('indexObject', () => indexColumns(b, value));
+    req.skipStep('getNextId');
+    const vnode = value !== null && typeof value === 'object' && value['vnode'] !== undefined ?
+        value['vnode'] : null;
+    const names = ['_value', '_etag', '_mtime'];
+    const params: unknown[] = [key, text, etag, Date.now()];
+    if (b.hasVnode) {
+        names.push('_vnode');
+        params.push(vnode);
+    }
+    for (const c of cols.all) {
+        names.push(c.column);
+        params.push(c.param);
+    }
+    /* $1 is the key; names[i] is $i+2 */
+    const sets = names.map((n, i) => `${n} = $${i + 2}`).join(', ');
+    const insertCols = ['_key', ...names].join(', ');
+    const insertVals = params.map((_, i) => `$${i + 1}`).join(', ');
+    const expected = Object.prototype.hasOwnProperty.call(options, 'etag') ?
+        options['etag'] : undefined;
+    const idCols = b.hasExtendedId ? '_id, _idx' : '_id';
+    /*
+     * A new _id past 2^53-1 cannot reach clients exactly: like the
+     * transactional path (which rolls back), undo the insert and fail.
+     */
+    const checkInserted = async (rows: Record<string, unknown>[]) => {
+        const row = rows[0];
+        if (row === undefined) {
+            return;
+        }
+        try {
+            rowId(row);
+        } catch (err) {
+            await pg.query(`DELETE FROM ${b.table} WHERE _key = $1 AND _etag = $2`, [key, etag]);
+            throw err;
+        }
+    };
+    req.skipStep('update');
+    await req.step('insert', async () => {
+        if (expected === undefined) {
+            const r = await pg.query(`WITH upd AS (UPDATE ${b.table} SET ${sets} WHERE _key = $1 ` +
+                `RETURNING _id) INSERT INTO ${b.table} (${insertCols}) SELECT ${insertVals} ` +
+                `WHERE NOT EXISTS (SELECT 1 FROM upd) RETURNING ${idCols}`, params);
+            await checkInserted(r.rows);
+        } else if (expected === null) {
+            try {
+                const r = await pg.query(`INSERT INTO ${b.table} (${insertCols}) ` +
+                    `VALUES (${insertVals}) RETURNING ${idCols}`, params);
+                await checkInserted(r.rows);
+            } catch (err) {
+                if (isKeyViolation(err)) {
+                    throw errors.etagConflict(bucketName, key, 'null',
+                        await currentEtag(pg, b, key));
+                }
+                throw err;
+            }
+        } else {
+            params.push(expected);
+            const r = await pg.query(`UPDATE ${b.table} SET ${sets} WHERE _key = $1 ` +
+                `AND _etag = $${params.length}`, params);
+            if (r.rowCount === 0) {
+                throw errors.etagConflict(bucketName, key, String(expected),
+                    await currentEtag(pg, b, key));
+            }
+        }
+    });
+    req.skipStep('updateSerial');
+    req.skipStep('runPostChain');
+    return etag;
+}
+
 export const putObject: MorayRpc = {
     name: 'putObject',
     async run(app, req) {
         const [bucket, key, value] = req.args as [string, string, Record<string, unknown>];
         PUT_START.fire(() => [req.msgid, req.reqId, bucket, key, req.options['_value']]);
         try {
-            const r = await withConnection(app, req, 'getPGHandleAndTransaction', 'READ COMMITTED',
-                (pg) => putOne(app, req, pg, bucket, key, value, req.options, true));
-            req.write({ etag: r.etag });
+            const etag = await withConnection(app, req, 'getPGHandleAndTransaction', null,
+                async (pg) => {
+                    const b = await req.step('loadBucket', () => loadBucket(app.buckets, pg,
+                        bucket, req.options['noBucketCache'] === true));
+                    if (fastPathEligible(b)) {
+                        return putOneStatement(req, pg, b, bucket, key, value, req.options);
+                    }
+                    await pg.begin('READ COMMITTED');
+                    try {
+                        const r = await putOne(app, req, pg, bucket, key, value, req.options,
+                            true, b);
+                        await pg.commit();
+                        return r.etag;
+                    } catch (err) {
+                        await pg.rollback();
+                        throw err;
+                    }
+                });
+            req.write({ etag });
         } finally {
             PUT_DONE.fire(() => [req.msgid, req.reqId]);
         }
