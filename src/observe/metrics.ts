@@ -16,7 +16,9 @@
  *   postgres_standalone_connections_open          gauges
  *   cueball_events                     counter    hostname, uuid, type="error", evt
  *   moray_fast_connections_active, moray_fast_protocol_errors_total{reason},
- *   moray_rpc_errors_total{rpcMethod,error}, moray_pool_events_total{evt}
+ *   moray_rpc_errors_total{rpcMethod,error}, moray_pool_events_total{evt},
+ *   moray_topology_events_total{evt} (primary changes, malformed states,
+ *   watchdog trips, ...), moray_topology_primary_info{primary}
  *
  * Static labels on every series: datacenter, server, zonename, pid,
  * service (when configured).
@@ -232,5 +234,13 @@ export function renderMetrics(server: MorayServer): string {
     for (const [k, n] of Object.entries(server.pool.counters)) {
         out.push(`moray_pool_events_total${labels([['evt', k], ...st])} ${n}`);
     }
+    const topo = server.topology.snapshot();
+    family('moray_topology_events_total', 'counter',
+        'database topology events (changes = primary failovers/switches)');
+    for (const [k, n] of Object.entries(topo.counters)) {
+        out.push(`moray_topology_events_total${labels([['evt', k], ...st])} ${n}`);
+    }
+    family('moray_topology_primary_info', 'gauge', 'the current PostgreSQL primary (value 1)');
+    out.push(`moray_topology_primary_info${labels([['primary', topo.primary?.key ?? ''], ...st])} 1`);
     return out.join('\n') + '\n';
 }
