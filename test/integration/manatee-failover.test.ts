@@ -359,7 +359,12 @@ describe('manatee failover through the real server', { skip }, () => {
             assert.ok(o.errName !== undefined && ALLOWED_ERRORS.has(o.errName),
                 `unexpected error ${o.errName}: ${o.errMsg}`);
         }
-        assert.ok(firstOk - stateAt < 5000, `new primary served within 5 s (${firstOk - stateAt} ms)`);
+        /*
+         * Quiet machine: 21-114 ms.  In the full suite on two busy cores the
+         * follower has been seen to take ~10 s here (tracked in the issue);
+         * the bound guards against a follower that does not follow at all.
+         */
+        assert.ok(firstOk - stateAt < 15000, `new primary served within 15 s (${firstOk - stateAt} ms)`);
         const refused = failed.filter((o) => o.errName === 'Error' && o.errMsg === 'connect ECONNREFUSED');
         assert.ok(refused.some((o) => o.end - o.start >= 1000), 'claims waited, then connect ECONNREFUSED');
         const immediate = refused.filter((o) => o.end - o.start < 200);

@@ -756,3 +756,38 @@ describe('triggers', () => {
             assert.equal(fx.srv.proc.exitCode, null);
         });
 });
+
+describe('trigger sandbox (real server)', () => {
+    test('objects reached through req, req.pg (rows, end, errors), cb and require are ' +
+        'context-realm: no path to process', async () => {
+        await createBucket(fx.c, 'sandboxed', { pre: [
+            'function probe(req, cb) {\n' +
+            '  var leaks = [], n = 0;\n' +
+            '  function check(name, x) {\n' +
+            '    if (x === null || (typeof x !== "object" && typeof x !== "function")) { return; }\n' +
+            '    n++;\n' +
+            '    var F = (typeof x === "function" ? x : x.constructor).constructor;\n' +
+            '    if (F !== Function) { leaks.push(name); }\n' +
+            '    try { if (F("return typeof process")() !== "undefined") { leaks.push(name + "!"); } }\n' +
+            '    catch (e) { }\n' +
+            '  }\n' +
+            '  check("req", req); check("value", req.value); check("log", req.log);\n' +
+            '  check("log.info", req.log.info); check("pg", req.pg); check("cb", cb);\n' +
+            '  check("require", require); check("crc", require("crc").crc32);\n' +
+            '  try { require("fs"); } catch (e) { check("requireError", e); }\n' +
+            '  var q = req.pg.query("SELECT now() AS t, $1::int AS i", [7]);\n' +
+            '  check("emitter", q);\n' +
+            '  q.on("row", function (r) { check("row", r); check("row.t", r.t);\n' +
+            '    req.value.rowT = r.t instanceof Date; });\n' +
+            '  q.on("end", function (res) { check("end", res);\n' +
+            '    req.value.leaks = leaks; req.value.n = n; cb(); });\n' +
+            '}',
+        ] });
+        await put(fx.c, 'sandboxed', 'k', { v: 1 });
+        const g = await get(fx.c, 'sandboxed', 'k');
+        assert.deepEqual(g.value.leaks, []);
+        assert.ok(g.value.n >= 12, `checked ${g.value.n}`);
+        assert.equal(g.value.rowT, true);
+        assert.equal(fx.srv.proc.exitCode, null);
+    });
+});

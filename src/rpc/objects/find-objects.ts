@@ -212,6 +212,7 @@ export const findObjects: MorayRpc = {
                     batch: bounded ? undefined : BATCH_ROWS,
                     onRow: (row) => p.onRow(row),
                 }));
+                req.skipStep('sendSQL');
             });
         } finally {
             const sent = (pump as RowPump | null)?.sent ?? 0;

@@ -260,7 +260,6 @@ async function putOneStatement(req: MorayRequest, pg: PgHandle, b: Bucket, bucke
             throw err;
         }
     };
-    req.skipStep('update');
     await req.step('insert', async () => {
         if (expected === undefined) {
             const r = await pg.query(`WITH upd AS (UPDATE ${b.table} SET ${sets} WHERE _key = $1 ` +
@@ -289,6 +288,7 @@ async function putOneStatement(req: MorayRequest, pg: PgHandle, b: Bucket, bucke
             }
         }
     });
+    req.skipStep('update');
     req.skipStep('updateSerial');
     req.skipStep('runPostChain');
     return etag;

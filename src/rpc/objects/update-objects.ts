@@ -17,7 +17,7 @@
  */
 
 import { errors } from '../../errors/catalog';
-import { compileIndexStageOnly, parseFilter } from '../../filter';
+import { assertUsableIndexes, compileFilter, decorateFilter, parseFilter } from '../../filter';
 import type { PgHandle } from '../../pg/handle';
 import { probe } from '../../probes';
 import { loadBucket, type Bucket } from '../../schema/bucket';
@@ -61,14 +61,16 @@ export async function updateMany(app: AppServices, req: MorayRequest, pg: PgHand
     const ast = await step('parseFilter', () => parseFilter(filter));
     const b = await step('loadBucket', () =>
         loadBucket(app.buckets, pg, bucketName, options['noBucketCache'] === true));
-    const where = await step('buildWhereClause', () => {
+    await step('checkOnlyUsableIndexes', () => {
         try {
-            return compileIndexStageOnly(ast, b, filter, compileOpts(options));
+            assertUsableIndexes(ast, b, filter);
         } catch (err) {
             req.log.error({ err }, 'filter references unusable indexes');
             throw err;
         }
     });
+    await step('decorateFilter', () => decorateFilter(ast, b));
+    const where = await step('buildWhereClause', () => compileFilter(ast, b, compileOpts(options)));
     const etag = updateEtag();
     const mtime = Date.now();
     const params: unknown[] = [...where.args, etag, mtime];
@@ -102,14 +104,16 @@ export async function deleteMatching(app: AppServices, req: MorayRequest, pg: Pg
     const ast = await step('parseFilter', () => parseFilter(filter));
     const b = await step('loadBucket', () =>
         loadBucket(app.buckets, pg, bucketName, options['noBucketCache'] === true));
-    const where = await step('buildWhereClause', () => {
+    await step('checkOnlyUsableIndexes', () => {
         try {
-            return compileIndexStageOnly(ast, b, filter, compileOpts(options));
+            assertUsableIndexes(ast, b, filter);
         } catch (err) {
             req.log.error({ err }, 'filter references unusable indexes');
             throw err;
         }
     });
+    await step('decorateFilter', () => decorateFilter(ast, b));
+    const where = await step('buildWhereClause', () => compileFilter(ast, b, compileOpts(options)));
     const rs = rowSet(b, where.where);
     const r = await step('drop', () =>
         pg.query(`${rs.prefix}DELETE FROM ${b.table} WHERE ${rs.cond}`, where.args));
