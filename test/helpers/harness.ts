@@ -293,3 +293,42 @@ export function runCli(tool: string, args: string[], port: number, input?: strin
 export function errName(err: unknown): string {
     return (err as Error)?.name;
 }
+
+/* ---- one raw Fast RPC through the real node-fast client ---- */
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const fastPkg = require('fast') as any;
+
+/*
+ * One RPC through node-fast directly (bypasses node-moray's client-side
+ * argument asserts, to send what the npm client refuses to); the error is
+ * unwrapped to its innermost cause.
+ */
+export async function rawRpc(port: number, method: string, args: unknown[]): Promise<{ err: any; data: unknown[] }> {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const net = require('node:net') as typeof import('node:net');
+    const sock = await new Promise<import('node:net').Socket>((resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1', () => resolve(s));
+        s.once('error', reject);
+    });
+    const fc = new fastPkg.FastClient({ log: bunyan.createLogger({ name: 't', level: 'fatal' }),
+        nRecentRequests: 10, transport: sock });
+    try {
+        return await new Promise((resolve) => {
+            const r = fc.rpc({ rpcmethod: method, rpcargs: args });
+            const data: unknown[] = [];
+            r.on('data', (d: unknown) => data.push(d));
+            r.on('end', () => resolve({ err: null, data }));
+            r.on('error', (err: any) => {
+                let e = err;
+                while (typeof e?.cause === 'function' && e.cause()) {
+                    e = e.cause();
+                }
+                resolve({ err: e, data });
+            });
+        });
+    } finally {
+        fc.detach();
+        sock.destroy();
+    }
+}

@@ -5,44 +5,11 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import {
-    call, collect, errName, morayClient, startServer, stopOwnCluster, testDatabase,
+    call, collect, errName, rawRpc, morayClient, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
 } from '../helpers/harness';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const fast = require('fast') as any;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const bunyan = require('bunyan') as typeof import('bunyan');
-
-/* One raw Fast RPC (bypasses node-moray's client-side argument asserts). */
-async function rawRpc(port: number, method: string, args: unknown[]): Promise<{ err: any; data: unknown[] }> {
-    const sock = await new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect(port, '127.0.0.1', () => resolve(s));
-        s.once('error', reject);
-    });
-    const fc = new fast.FastClient({ log: bunyan.createLogger({ name: 't', level: 'fatal' }),
-        nRecentRequests: 10, transport: sock });
-    try {
-        return await new Promise((resolve) => {
-            const r = fc.rpc({ rpcmethod: method, rpcargs: args });
-            const data: unknown[] = [];
-            r.on('data', (d: unknown) => data.push(d));
-            r.on('end', () => resolve({ err: null, data }));
-            r.on('error', (err: any) => {
-                let e = err;
-                while (typeof e?.cause === 'function' && e.cause()) {
-                    e = e.cause();
-                }
-                resolve({ err: e, data });
-            });
-        });
-    } finally {
-        fc.detach();
-        sock.destroy();
-    }
-}
 
 let db: TestDatabase;
 let srv: ServerProcess;
