@@ -17,7 +17,7 @@
  */
 
 import { errors } from '../../errors/catalog';
-import { assertUsableIndexes, compileFilter, decorateFilter, parseFilter } from '../../filter';
+import { assertUsableIndexes, compileFilter, decorateFilter, parseFilter, type CompiledWhere } from '../../filter';
 import type { PgHandle } from '../../pg/handle';
 import { probe } from '../../probes';
 import { loadBucket, type Bucket } from '../../schema/bucket';
@@ -50,14 +50,20 @@ function compileOpts(o: Record<string, unknown>) {
     };
 }
 
-export async function updateMany(app: AppServices, req: MorayRequest, pg: PgHandle,
-    bucketName: string, fields: Record<string, unknown>, filter: string,
-    options: Record<string, unknown>, steps: boolean): Promise<{ count: number; etag: string }> {
-    const step = <T>(name: string, fn: () => Promise<T> | T): Promise<T> =>
-        steps ? req.step(name, fn) : Promise.resolve().then(fn);
-    if (Object.keys(fields).length === 0) {
-        throw errors.fieldUpdate(fields);
-    }
+type Step = <T>(name: string, fn: () => Promise<T> | T) => Promise<T>;
+
+function stepper(req: MorayRequest, steps: boolean): Step {
+    return (name, fn) => (steps ? req.step(name, fn) : Promise.resolve().then(fn));
+}
+
+/*
+ * The selection both RPCs share: parse, load the bucket, demand usable
+ * indexes for every field, and build the index-stage WHERE clause (with
+ * ORDER BY / LIMIT / OFFSET).
+ */
+async function selectRows(app: AppServices, req: MorayRequest, pg: PgHandle, step: Step,
+    bucketName: string, filter: string, options: Record<string, unknown>):
+    Promise<{ b: Bucket; where: CompiledWhere }> {
     const ast = await step('parseFilter', () => parseFilter(filter));
     const b = await step('loadBucket', () =>
         loadBucket(app.buckets, pg, bucketName, options['noBucketCache'] === true));
@@ -71,6 +77,17 @@ export async function updateMany(app: AppServices, req: MorayRequest, pg: PgHand
     });
     await step('decorateFilter', () => decorateFilter(ast, b));
     const where = await step('buildWhereClause', () => compileFilter(ast, b, compileOpts(options)));
+    return { b, where };
+}
+
+export async function updateMany(app: AppServices, req: MorayRequest, pg: PgHandle,
+    bucketName: string, fields: Record<string, unknown>, filter: string,
+    options: Record<string, unknown>, steps: boolean): Promise<{ count: number; etag: string }> {
+    const step = stepper(req, steps);
+    if (Object.keys(fields).length === 0) {
+        throw errors.fieldUpdate(fields);
+    }
+    const { b, where } = await selectRows(app, req, pg, step, bucketName, filter, options);
     const etag = updateEtag();
     const mtime = Date.now();
     const params: unknown[] = [...where.args, etag, mtime];
@@ -99,21 +116,8 @@ export async function updateMany(app: AppServices, req: MorayRequest, pg: PgHand
 export async function deleteMatching(app: AppServices, req: MorayRequest, pg: PgHandle,
     bucketName: string, filter: string, options: Record<string, unknown>,
     steps: boolean): Promise<{ count: number }> {
-    const step = <T>(name: string, fn: () => Promise<T> | T): Promise<T> =>
-        steps ? req.step(name, fn) : Promise.resolve().then(fn);
-    const ast = await step('parseFilter', () => parseFilter(filter));
-    const b = await step('loadBucket', () =>
-        loadBucket(app.buckets, pg, bucketName, options['noBucketCache'] === true));
-    await step('checkOnlyUsableIndexes', () => {
-        try {
-            assertUsableIndexes(ast, b, filter);
-        } catch (err) {
-            req.log.error({ err }, 'filter references unusable indexes');
-            throw err;
-        }
-    });
-    await step('decorateFilter', () => decorateFilter(ast, b));
-    const where = await step('buildWhereClause', () => compileFilter(ast, b, compileOpts(options)));
+    const step = stepper(req, steps);
+    const { b, where } = await selectRows(app, req, pg, step, bucketName, filter, options);
     const rs = rowSet(b, where.where);
     const r = await step('drop', () =>
         pg.query(`${rs.prefix}DELETE FROM ${b.table} WHERE ${rs.cond}`, where.args));
