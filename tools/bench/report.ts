@@ -242,7 +242,11 @@ export function probeAbLine(p: ProbeAbResult): string {
         `${p.on.backend} ${p.on.serverCpuMicrosPerOp.toFixed(1)} µs/op ${Math.round(p.on.opsPerSec)} ops/s; ` +
         `CPU overhead median ${pct(p.cpuOverhead)} (rounds ${pct(Math.min(...p.roundOverheads))} .. ` +
         `${pct(Math.max(...p.roundOverheads))}), throughput ${pct(p.throughputChange)}` +
-        (p.note ? ` (${p.note})` : '');
+        (p.note ? ` (${p.note})` : '') +
+        (p.attached ? `\nwith ${p.attached.script} attached: ` +
+            `${p.attached.serverCpuMicrosPerOp.toFixed(1)} µs/op ${Math.round(p.attached.opsPerSec)} ops/s; ` +
+            `CPU ${pct(p.attached.cpuVsOn)} and throughput ${pct(p.attached.throughputVsOn)} vs nothing attached` :
+            `\nwith rpc-latency attached: not measured (${p.attachedNote ?? 'unknown'})`);
 }
 
 export interface Summary {
