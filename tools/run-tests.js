@@ -57,19 +57,30 @@ async function main() {
     console.log(`# test PostgreSQL cluster on port ${cluster.port} (${dir})`);
 
     const child = spawn(process.execPath, [
-        '--enable-source-maps', '--test', '--test-reporter=tap', '--test-force-exit',
+        '--enable-source-maps', '--test', '--test-reporter=tap', '--test-timeout=300000',
         `--test-concurrency=${process.env.MORAY_TEST_CONCURRENCY || 1}`, ...files,
     ], {
         cwd: ROOT,
         env: { ...process.env, MORAY_TEST_PG_PORT: String(cluster.port) },
         stdio: ['ignore', 'pipe', 'inherit'],
     });
+    /*
+     * A test file that leaves a handle open would keep the run alive for
+     * ever (--test-force-exit cut reporters short in our runs, losing
+     * results): bound the whole run instead.
+     */
+    const watchdog = setTimeout(() => {
+        console.log('# run-tests: the run exceeded 30 minutes; stopping it');
+        child.kill('SIGKILL');
+    }, 30 * 60 * 1000);
+    watchdog.unref();
     let tail = '';
     child.stdout.on('data', (d) => {
         process.stdout.write(d);
         tail = (tail + d.toString()).slice(-4096);
     });
     const code = await new Promise((r) => child.on('exit', (c, sig) => r(c === null ? 1 : c)));
+    clearTimeout(watchdog);
     await cluster.stop();
     fs.rmSync(dir, { recursive: true, force: true });
 
