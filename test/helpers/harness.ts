@@ -290,6 +290,23 @@ export function runCli(tool: string, args: string[], port: number, input?: strin
     });
 }
 
+/*
+ * The innermost error of a cause chain: VError's cause() (node-fast and
+ * node-moray wrap server errors), jse_cause, or a standard Error cause.
+ */
+export function innermostError(err: unknown): any {
+    let e = err as { cause?: unknown; jse_cause?: unknown } | null;
+    for (let depth = 0; depth < 20 && e !== null && typeof e === 'object'; depth++) {
+        const c = typeof e.cause === 'function' ? (e.cause as () => unknown).call(e) :
+            e.jse_cause ?? (e.cause instanceof Error ? e.cause : undefined);
+        if (c === undefined || c === null) {
+            break;
+        }
+        e = c as typeof e;
+    }
+    return e;
+}
+
 export function errName(err: unknown): string {
     return (err as Error)?.name;
 }
@@ -319,13 +336,7 @@ export async function rawRpc(port: number, method: string, args: unknown[]): Pro
             const data: unknown[] = [];
             r.on('data', (d: unknown) => data.push(d));
             r.on('end', () => resolve({ err: null, data }));
-            r.on('error', (err: any) => {
-                let e = err;
-                while (typeof e?.cause === 'function' && e.cause()) {
-                    e = e.cause();
-                }
-                resolve({ err: e, data });
-            });
+            r.on('error', (err: any) => resolve({ err: innermostError(err), data }));
         });
     } finally {
         fc.detach();

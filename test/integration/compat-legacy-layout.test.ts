@@ -24,7 +24,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
-import { call, morayClient, startServer, stopOwnCluster, testDatabase,
+import { call, innermostError, morayClient, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase } from '../helpers/harness';
 
 let db: TestDatabase;
@@ -151,17 +151,8 @@ after(async () => {
 
 /* ---- helpers ---- */
 
-function innermost(err: unknown): string {
-    let e = err as { name?: string; cause?: unknown; jse_cause?: unknown };
-    for (let depth = 0; depth < 20; depth++) {
-        const c = typeof e.cause === 'function' ? (e.cause as () => unknown).call(e) : e.jse_cause;
-        if (c === undefined || c === null) {
-            break;
-        }
-        e = c as typeof e;
-    }
-    return String(e.name);
-}
+const innermostName = (err: unknown): string => String(innermostError(err)?.name);
+
 
 function find(bucket: string, filter: string, opts: Record<string, unknown> = {}):
     Promise<{ err: unknown; records: Record<string, any>[] }> {
@@ -246,7 +237,7 @@ for (const [table, seq, firstNew] of [
 
             await del(table, 'a', { etag: refEtag(JSON.stringify({ name: 'alpha', size: table === 'legacy407' ? 1 : 10 })) });
             assert.equal(await row(table, 'a'), undefined);
-            await assert.rejects(get(table, 'a'), (e: unknown) => innermost(e) === 'ObjectNotFoundError');
+            await assert.rejects(get(table, 'a'), (e: unknown) => innermostName(e) === 'ObjectNotFoundError');
             await del(table, 'new');
             assert.equal(await row(table, 'new'), undefined);
         });
@@ -291,11 +282,11 @@ describe('legacyext: extended id (_idx) after a 32-bit migration', () => {
         const f = await find('legacyext', '(_idx>=1)');
         /* the reference throws a plain Error during decoration (storage.md §11.1) */
         assert.ok(f.err, 'filter on _idx rejected');
-        assert.equal(innermost(f.err), 'Error');
+        assert.equal(innermostName(f.err), 'Error');
         assert.match((f.err as Error).message, /filtering on "_idx" is not allowed/);
         const s = await find('legacyext', '(size>=0)', { sort: { attribute: '_idx', order: 'ASC' } });
         assert.ok(s.err, 'sort on _idx rejected');
-        assert.equal(innermost(s.err), 'Error');
+        assert.equal(innermostName(s.err), 'Error');
         assert.match((s.err as Error).message, /sorting on "_idx" is not allowed/);
     });
 

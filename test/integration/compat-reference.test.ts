@@ -28,9 +28,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
-import { call, morayClient, startServer, stopOwnCluster, testDatabase,
+import { call, innermostError, morayClient, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase } from '../helpers/harness';
 import { fixtureDatabase, loadDump, psqlPath, REFERENCE_ANSWERS, restoreWithPsql } from '../helpers/fixture';
+
+const innermostName = (err: unknown): string => String(innermostError(err)?.name);
 
 type Query =
     | ['get', string, string]
@@ -99,18 +101,6 @@ function asSet(list: unknown[]): unknown[] {
 }
 
 /* The innermost cause's name (VError chains: cause() / jse_cause). */
-function innermost(err: unknown): string {
-    let e = err as { name?: string; cause?: unknown; jse_cause?: unknown };
-    for (let depth = 0; depth < 20; depth++) {
-        const c = typeof e.cause === 'function' ? (e.cause as () => unknown).call(e) :
-            e.jse_cause ?? (e.cause instanceof Error ? e.cause : undefined);
-        if (c === undefined || c === null) {
-            break;
-        }
-        e = c as typeof e;
-    }
-    return String(e.name);
-}
 
 interface Result {
     err: string | null;
@@ -136,7 +126,7 @@ async function ask(q: Query): Promise<Result> {
         case 'find': {
             const { err, records } = await find(q[1], q[2], q[3] ?? {});
             const v = records.map(normalise);
-            return { err: err === null ? null : innermost(err), v: q[3]?.['sort'] ? v : asSet(v) };
+            return { err: err === null ? null : innermostName(err), v: q[3]?.['sort'] ? v : asSet(v) };
         }
         case 'bucket':
             return { err: null, v: normalise(await call(client, 'getBucket', q[1])) };
@@ -144,7 +134,7 @@ async function ask(q: Query): Promise<Result> {
             return { err: null, v: asSet((await call<unknown[]>(client, 'listBuckets')).map(normalise)) };
         }
     } catch (err) {
-        return { err: innermost(err), v: null };
+        return { err: innermostName(err), v: null };
     }
     throw new Error(`unknown query ${JSON.stringify(q)}`);
 }
@@ -190,7 +180,7 @@ async function put(bucket: string, key: string, value: unknown, opts: Record<str
 
 async function rejects(p: Promise<unknown>, name: string): Promise<void> {
     await assert.rejects(p, (err: unknown) => {
-        assert.equal(innermost(err), name, `expected ${name}, got ${innermost(err)}: ${(err as Error).message}`);
+        assert.equal(innermostName(err), name, `expected ${name}, got ${innermostName(err)}: ${(err as Error).message}`);
         return true;
     });
 }
@@ -332,14 +322,14 @@ describe('keeps reading and writing it correctly', () => {
 
         /* c only: a lone non-SQL leaf */
         const c = await find('compat_versioned', '(c=true)');
-        assert.equal(innermost(c.err), 'InvalidQueryError');
+        assert.equal(innermostName(c.err), 'InvalidQueryError');
         const or = await find('compat_versioned', '(|(a=1)(b=b1))');
-        assert.equal(innermost(or.err), 'NotIndexedError');
+        assert.equal(innermostName(or.err), 'NotIndexedError');
 
         for (const opt of ['requireIndexes', 'requireOnlineReindexing']) {
             for (const f of ['(&(a>=0)(b=b2))', '(c=true)', '(b=*)']) {
                 const r = await find('compat_versioned', f, { [opt]: true });
-                assert.equal(innermost(r.err), 'NotIndexedError', `${f} with ${opt}`);
+                assert.equal(innermostName(r.err), 'NotIndexedError', `${f} with ${opt}`);
                 assert.deepEqual(r.records, []);
             }
             const ok = await find('compat_versioned', '(a>=28)', { [opt]: true });

@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import * as net from 'node:net';
 import {
-    call, collect, morayClient, startServer, stopOwnCluster, testDatabase,
+    call, collect, innermostError, morayClient, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
 } from '../helpers/harness';
 
@@ -135,14 +135,6 @@ export interface RawClient {
     close(): void;
 }
 
-function innermost(err: any): any {
-    let e = err;
-    while (e !== null && typeof e === 'object' && typeof e.cause === 'function' &&
-        e.cause() !== null && e.cause() !== undefined) {
-        e = e.cause();
-    }
-    return e;
-}
 
 export function rawClient(port: number): Promise<RawClient> {
     return new Promise((resolve, reject) => {
@@ -158,7 +150,7 @@ export function rawClient(port: number): Promise<RawClient> {
                         const data: any[] = [];
                         r.on('data', (d: unknown) => data.push(d));
                         r.on('end', () => res({ err: null, data }));
-                        r.on('error', (err: unknown) => res({ err: innermost(err), data }));
+                        r.on('error', (err: unknown) => res({ err: innermostError(err), data }));
                     });
                 },
                 close() {
