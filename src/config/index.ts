@@ -23,6 +23,8 @@ export interface PgTunables {
     readonly checkInterval: number;
     readonly maxQueueLength: number;
     readonly targetClaimDelay: number;
+    readonly pipelineConnections?: number;
+    readonly pipelineDepth?: number;
     readonly user?: string;
 }
 

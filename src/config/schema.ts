@@ -41,6 +41,13 @@ const PG_KEYS: Record<string, KeySpec> = {
             'NoDatabasePeersError (0 = unlimited)' },
     targetClaimDelay: { type: 'number-or-false', default: 500, min: 1,
         doc: 'CoDel target (ms) for queued claims: a claim waits at most 3x (or 10x) this' },
+    pipelineConnections: { type: 'integer', default: 2, min: 0, added: true,
+        doc: 'connections shared by single-statement reads (getObject), each with up to ' +
+            'pipelineDepth statements in flight (pg pipeline mode); at most maxConnections - 1 ' +
+            '(0 = every request claims a connection of its own)' },
+    pipelineDepth: { type: 'integer', default: 32, min: 1, added: true,
+        doc: 'statements in flight on one shared connection before reads fall back to a ' +
+            'connection of their own' },
     maxIdleTime: { type: 'any', doc: 'accepted for compatibility; ignored' },
     user: { type: 'string', doc: 'PostgreSQL role (manatee mode); standalone takes it from the URL' },
 };

@@ -151,9 +151,10 @@ const pgConnection: KangType = {
     key: 'pool connection id (pgConn in the logs)',
     properties: {
         id: f('integer', 'pool connection id'),
-        state: f('string', 'CONNECTING, IDLE, BUSY, CHECKING or CLOSED'),
+        state: f('string', 'CONNECTING, IDLE, BUSY, SHARED, CHECKING or CLOSED'),
         backend: f('string', 'host:port of the PostgreSQL it is connected to'),
-        claimedBy: f('string|null', 'req_id of the request holding it'),
+        claimedBy: f('string|null', 'req_id of the request holding it (BUSY)'),
+        sharedUsers: f('integer', 'requests with a statement in flight on it (SHARED)'),
         currentQuery: f('string|null', 'statement running now'),
         retired: f('boolean', 'primary changed: closed when released'),
         stateAgeMs: f('integer', 'milliseconds in the current state'),
@@ -163,7 +164,7 @@ const pgConnection: KangType = {
         for (const p of server.pool.connections()) {
             out[String(p.id)] = {
                 id: p.id, state: p.state, backend: p.backend.key, claimedBy: p.claimedBy,
-                currentQuery: p.currentQuery, retired: p.retired,
+                sharedUsers: p.users, currentQuery: p.currentQuery, retired: p.retired,
                 stateAgeMs: Date.now() - p.since,
             };
         }
@@ -179,6 +180,8 @@ const pgPool: KangType = {
         total: f('integer', 'open connections (postgres_connections_open)'),
         idle: f('integer', 'idle connections (postgres_connections_available)'),
         pending: f('integer', 'connecting or health-checking (postgres_connections_pending)'),
+        shared: f('integer', 'connections shared by pipelined reads (SHARED)'),
+        sharedUsers: f('integer', 'requests with a statement in flight on shared connections'),
         waiters: f('integer', 'claims queued for a connection (request_queue_depth)'),
         failed: f('boolean', 'database unreachable: claims fail at once'),
         backend: f('string|null', 'host:port of the current primary'),

@@ -23,6 +23,12 @@
  * - Rows can be streamed in batches (portal with a row limit) with
  *   back-pressure: the caller's onRow may return a promise, and the socket
  *   to PostgreSQL is paused until it settles.
+ * - A shared handle (pool.claimShared) sits on a pipelined connection with
+ *   other requests' statements: it runs single statements only (no
+ *   transaction, no streaming, no portal), and its timeout cancels the
+ *   backend only when its own statement is the one PostgreSQL is running
+ *   (otherwise the statement ahead of it is the slow one, with its own
+ *   timer); its result is then discarded when it arrives.
  */
 
 import { createHash } from 'node:crypto';
@@ -31,6 +37,7 @@ import { errors, MorayError } from '../errors/catalog';
 import { probe } from '../probes';
 import { abortOnError, abortOnErrorEnabled } from '../probes/abort-on-error';
 import { mapPgError, probeSql } from './errors';
+import { submitLean } from './lean-query';
 import type { PgPool, PoolConn } from './pool';
 
 const QUERY_START = probe('moray', 'query-start');
@@ -106,7 +113,8 @@ export class PgHandle {
     broken = false;
     inTransaction = false;
 
-    constructor(private readonly pool: PgPool, readonly conn: PoolConn, readonly reqId: string) {}
+    constructor(private readonly pool: PgPool, readonly conn: PoolConn, readonly reqId: string,
+        readonly shared = false) {}
 
     get id(): number {
         return this.conn.id;
@@ -118,6 +126,9 @@ export class PgHandle {
     }
 
     async begin(isolation: 'READ COMMITTED' | 'REPEATABLE READ' = 'READ COMMITTED'): Promise<void> {
+        if (this.shared) {
+            throw new Error('BEGIN on a shared connection');
+        }
         await this.query(`BEGIN TRANSACTION ISOLATION LEVEL ${isolation}`, undefined,
             { prepare: false, untimed: true });
         this.inTransaction = true;
@@ -140,15 +151,105 @@ export class PgHandle {
         }
     }
 
+    /* Map a failed statement's error, mark the connection, fire the probes. */
+    private failed(err: unknown, text: string): MorayError {
+        const reqId = this.reqId;
+        const mapped = mapPgError(err, text, false);
+        if (connectionLost(err)) {
+            /* never hand this connection to another request */
+            this.broken = true;
+        }
+        if (mapped.name === 'QueryTimeoutError') {
+            QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
+        } else if (!(err as { code?: string }).code) {
+            this.broken = true;
+            QUERY_CONN_ERROR.fire(() => [reqId, probeSql(text), String(err)]);
+        } else {
+            QUERY_ERROR.fire(() => [reqId, probeSql(text), String(err)]);
+            if (abortOnErrorEnabled()) {
+                abortOnError('query-error', String(err));
+            }
+        }
+        return mapped;
+    }
+
+    /*
+     * A prepared statement whose rows are collected (lean-query.ts).  On a
+     * shared connection the timeout cancels the backend only while this
+     * statement is the one running.
+     */
+    private leanQuery(text: string, values: readonly unknown[], untimed: boolean): Promise<Result> {
+        const reqId = this.reqId;
+        const client = this.conn.client;
+        const shared = this.shared;
+        if (!shared) {
+            this.conn.currentQuery = text;
+        }
+        return new Promise<Result>((resolve, reject) => {
+            let timer: NodeJS.Timeout | null = null;
+            let settled = false;
+            if (shared) {
+                this.pool.corkShared(this.conn);
+            }
+            const q = submitLean(client, statementName(text), text, values,
+                (err, rows, rowCount, command) => {
+                    if (settled) {
+                        return;
+                    }
+                    settled = true;
+                    if (timer !== null) {
+                        clearTimeout(timer);
+                    }
+                    if (!shared) {
+                        this.conn.currentQuery = null;
+                    }
+                    if (err !== null) {
+                        reject(this.failed(err, text));
+                        return;
+                    }
+                    QUERY_DONE.fire(() => [reqId, probeSql(text), { rowCount, command }]);
+                    resolve({ rows, rowCount });
+                }, QUERY_ROW.enabled() ? (row) => QUERY_ROW.fire(() => [reqId, probeSql(text), row]) : null);
+            if (this.timeoutMs > 0 && !untimed) {
+                timer = setTimeout(() => {
+                    timer = null;
+                    if (settled) {
+                        return;
+                    }
+                    settled = true;
+                    QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
+                    if (!shared) {
+                        this.conn.currentQuery = null;
+                    }
+                    if (!shared || (client as unknown as { _activeQuery?: unknown })._activeQuery === q) {
+                        this.broken = true;
+                        /* shared: no new statement may join a connection that will close */
+                        this.conn.broken = true;
+                        this.pool.cancelBackend(this.conn);
+                    }
+                    reject(errors.queryTimeout(text));
+                }, this.timeoutMs);
+            }
+        });
+    }
+
     query(text: string, values?: readonly unknown[], opts: QueryOptions = {}): Promise<Result> {
         if (this.released) {
             return Promise.reject(new Error('query on a released connection'));
+        }
+        if (this.shared && opts.onRow !== undefined) {
+            return Promise.reject(new Error('streaming query on a shared connection'));
         }
         const client = this.conn.client;
         const prepare = opts.prepare ?? (values !== undefined && values.length > 0);
         const reqId = this.reqId;
         QUERY_START.fire(() => [reqId, probeSql(text)]);
-        this.conn.currentQuery = text;
+        if (prepare && opts.onRow === undefined) {
+            return this.leanQuery(text, values ?? [], opts.untimed === true);
+        }
+        if (!this.shared) {
+            this.conn.currentQuery = text;
+        }
         const cfg: pg.QueryConfig & { rows?: number } = { text, values: values as unknown[] };
         if (prepare) {
             cfg.name = statementName(text);
@@ -177,25 +278,11 @@ export class PgHandle {
                 if (paused) {
                     stream.resume();
                 }
-                this.conn.currentQuery = null;
+                if (!this.shared) {
+                    this.conn.currentQuery = null;
+                }
                 if (err !== undefined && err !== null) {
-                    const mapped = mapPgError(err, text, false);
-                    if (connectionLost(err)) {
-                        /* never hand this connection to another request */
-                        this.broken = true;
-                    }
-                    if (mapped.name === 'QueryTimeoutError') {
-                        QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
-                    } else if (!(err as { code?: string }).code) {
-                        this.broken = true;
-                        QUERY_CONN_ERROR.fire(() => [reqId, probeSql(text), String(err)]);
-                    } else {
-                        QUERY_ERROR.fire(() => [reqId, probeSql(text), String(err)]);
-                        if (abortOnErrorEnabled()) {
-                            abortOnError('query-error', String(err));
-                        }
-                    }
-                    reject(mapped);
+                    reject(this.failed(err, text));
                     return;
                 }
                 QUERY_DONE.fire(() => [reqId, probeSql(text),
@@ -209,10 +296,15 @@ export class PgHandle {
                         return;
                     }
                     settled = true;
-                    this.broken = true;
-                    this.conn.currentQuery = null;
                     QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
-                    this.pool.cancelBackend(this.conn);
+                    if (!this.shared) {
+                        this.conn.currentQuery = null;
+                        this.broken = true;
+                        this.pool.cancelBackend(this.conn);
+                    } else if ((client as unknown as { _activeQuery?: unknown })._activeQuery === q) {
+                        this.broken = true;
+                        this.pool.cancelBackend(this.conn);
+                    }
                     if (paused) {
                         stream.resume();
                     }
@@ -276,6 +368,9 @@ export class PgHandle {
                     done();
                 }
             });
+            if (this.shared) {
+                this.pool.corkShared(this.conn);
+            }
             client.query(q as unknown as pg.QueryConfig);
         });
     }
@@ -285,6 +380,10 @@ export class PgHandle {
             return;
         }
         this.released = true;
+        if (this.shared) {
+            this.pool.releaseShared(this.conn, this.broken, Date.now() - this.claimed);
+            return;
+        }
         const broken = this.broken || this.inTransaction;
         this.pool.release(this.conn, broken, Date.now() - this.claimed);
     }

@@ -13,6 +13,24 @@
  *          │ fail          │ └─ok── CHECKING   │ error / broken / retired
  *          ▼               ▼ idle>checkInterval│
  *        CLOSED ◄──────────┴───────────────────┘
+ *          ▲                │ ▲
+ *          │   claimShared  ▼ │ last shared user released
+ *          └───────────── SHARED  (pipelined: many users, one statement each)
+ *
+ * Shared connections (`pipelineConnections`, default 2, at most
+ * maxConnections - 1 so that transactions always have one of their own):
+ * a single-statement read (getObject) does not need a connection to
+ * itself.  claimShared() attaches it to a SHARED connection with fewer than
+ * `pipelineDepth` statements in flight, turning an IDLE one SHARED when
+ * that spreads the load; pg's pipeline mode then writes each statement
+ * (Bind/Execute/Sync) without waiting for the previous answer, and the
+ * writes of one event-loop turn leave in one system call (the socket is
+ * corked until setImmediate).  Each statement has its own Sync, so each is
+ * its own implicit transaction and an error in one does not touch the
+ * others.  A read that finds no room claims a connection of its own like
+ * any other request.  Only plain SELECTs share: a statement that can wait
+ * on a row lock or run long would hold up every statement behind it, and
+ * separate commits on one backend would lose PostgreSQL's group commit.
  *
  * Pool-level behaviour (observability.md §4):
  *  - claims are FIFO; at most `maxQueueLength` may wait (0 = unlimited);
@@ -56,6 +74,7 @@ export const ConnState = {
     CONNECTING: 'CONNECTING',
     IDLE: 'IDLE',
     BUSY: 'BUSY',
+    SHARED: 'SHARED',
     CHECKING: 'CHECKING',
     CLOSED: 'CLOSED',
 } as const;
@@ -63,8 +82,9 @@ export type ConnState = typeof ConnState[keyof typeof ConnState];
 
 const LEGAL: Record<ConnState, readonly ConnState[]> = {
     CONNECTING: ['IDLE', 'CLOSED'],
-    IDLE: ['BUSY', 'CHECKING', 'CLOSED'],
+    IDLE: ['BUSY', 'SHARED', 'CHECKING', 'CLOSED'],
     BUSY: ['IDLE', 'CLOSED'],
+    SHARED: ['IDLE', 'CLOSED'],
     CHECKING: ['IDLE', 'CLOSED'],
     CLOSED: [],
 };
@@ -88,6 +108,11 @@ export class PoolConn {
     broken = false;
     /* the pool's consecutive-failure count when this connection was attempted */
     round = 0;
+    /* SHARED: handles attached, whether this turn's writes are corked, and
+       whether it waits for pg's 'drain' to go IDLE (pool.unshare) */
+    users = 0;
+    corked = false;
+    awaitingDrain = false;
 
     constructor(readonly id: number, readonly backend: Backend, readonly client: pg.Client) {}
 
@@ -131,11 +156,35 @@ export interface PoolCounters {
     healthChecksFailed: number;
     errorsWhileIdle: number;
     errorsWhileClaimed: number;
+    /* claimShared() calls that got a place on a shared connection */
+    sharedClaims: number;
     /* connection attempts that timed out / that PostgreSQL closed */
     connectTimeouts: number;
     connectCloses: number;
     /* times the pool entered its FAILED state */
     failedTransitions: number;
+}
+
+/*
+ * pg's pipeline switch is a plain field read when a query is queued and
+ * when the queue is pulsed; it is flipped only while the connection has
+ * nothing in flight (IDLE ⇄ SHARED), where both modes agree on the state.
+ */
+function setPipeline(conn: PoolConn, on: boolean): void {
+    (conn.client as unknown as { pipeline: boolean }).pipeline = on;
+}
+
+/* what pg's Client still has to answer (pg 8.23 internals) */
+interface PgClientQueues {
+    _activeQuery: unknown;
+    _sentQueryQueue: unknown[];
+    _queryQueue: unknown[];
+}
+
+function streamOf(conn: PoolConn): { cork(): void; uncork(): void } | null {
+    const s = (conn.client as unknown as { connection?: { stream?: { cork?(): void; uncork?(): void } } })
+        .connection?.stream;
+    return s?.cork && s.uncork ? s as { cork(): void; uncork(): void } : null;
 }
 
 const MAX_ATTEMPT_TIMEOUT = 10000;
@@ -156,11 +205,13 @@ export class PgPool extends EventEmitter {
     private closing = false;
     private readonly max: number;
     private readonly minSpare: number;
+    private readonly maxShared: number;
+    private readonly depth: number;
     readonly counters: PoolCounters = {
         connectsOk: 0, connectErrors: 0, destroyed: 0, claims: 0, claimsQueued: 0,
         rejectedOverload: 0, rejectedFailed: 0, claimTimeouts: 0, healthChecksFailed: 0,
         connectTimeouts: 0, connectCloses: 0, failedTransitions: 0,
-        errorsWhileIdle: 0, errorsWhileClaimed: 0,
+        errorsWhileIdle: 0, errorsWhileClaimed: 0, sharedClaims: 0,
     };
     private readonly onPrimary = (b: Backend | null) => this.setBackend(b);
 
@@ -168,6 +219,8 @@ export class PgPool extends EventEmitter {
         super();
         this.max = Math.max(1, opts.tunables.maxConnections);
         this.minSpare = Math.min(this.max, opts.tunables.minSpareConnections ?? this.max);
+        this.maxShared = Math.max(0, Math.min(this.max - 1, opts.tunables.pipelineConnections ?? 2));
+        this.depth = Math.max(1, opts.tunables.pipelineDepth ?? 32);
     }
 
     start(): void {
@@ -184,10 +237,13 @@ export class PgPool extends EventEmitter {
         return this.backend;
     }
 
-    stats(): { total: number; idle: number; pending: number; waiters: number; failed: boolean } {
+    stats(): { total: number; idle: number; pending: number; waiters: number; failed: boolean;
+        shared: number; sharedUsers: number } {
         let idle = 0;
         let pending = 0;
         let total = 0;
+        let shared = 0;
+        let sharedUsers = 0;
         for (const c of this.conns) {
             if (c.state === ConnState.CLOSED) {
                 continue;
@@ -197,9 +253,13 @@ export class PgPool extends EventEmitter {
                 idle++;
             } else if (c.state === ConnState.CONNECTING || c.state === ConnState.CHECKING) {
                 pending++;
+            } else if (c.state === ConnState.SHARED) {
+                shared++;
+                sharedUsers += c.users;
             }
         }
-        return { total, idle, pending, waiters: this.waiters.length, failed: this.failed };
+        return { total, idle, pending, waiters: this.waiters.length, failed: this.failed,
+            shared, sharedUsers };
     }
 
     connections(): readonly PoolConn[] {
@@ -365,7 +425,14 @@ export class PgPool extends EventEmitter {
             /* pg reports a lost connection twice (FATAL, then the socket end) */
             return;
         }
-        if (conn.state === ConnState.BUSY) {
+        if (conn.state === ConnState.SHARED && conn.users === 0) {
+            /* only orphaned statements left (see unshare): nobody will release it */
+            this.counters.errorsWhileClaimed++;
+            this.destroy(conn, 'error: ' + err.message);
+            this.fill();
+            return;
+        }
+        if (conn.state === ConnState.BUSY || conn.state === ConnState.SHARED) {
             this.counters.errorsWhileClaimed++;
             conn.broken = true;
             this.opts.log.warn({ err, pgConn: conn.id }, 'pg: client emitted an error while claimed');
@@ -435,8 +502,10 @@ export class PgPool extends EventEmitter {
             this.counters.rejectedOverload++;
             return Promise.reject(errors.overloaded());
         }
-        const st = this.stats();
-        POOL_CHECKOUT.fire(() => [st.total, st.idle, st.pending, st.waiters]);
+        if (POOL_CHECKOUT.enabled()) {
+            const st = this.stats();
+            POOL_CHECKOUT.fire(() => [st.total, st.idle, st.pending, st.waiters]);
+        }
         if (this.failed) {
             this.counters.rejectedFailed++;
             return Promise.reject(errors.connRefused());
@@ -447,6 +516,7 @@ export class PgPool extends EventEmitter {
             }
         }
         this.counters.claimsQueued++;
+        const st = this.stats();
         return new Promise<PgHandle>((resolve, reject) => {
             const now = Date.now();
             const target = this.opts.tunables.targetClaimDelay;
@@ -471,6 +541,119 @@ export class PgPool extends EventEmitter {
             this.waiters.push(w);
             this.fill();
         });
+    }
+
+    /*
+     * Claim a place on a shared (pipelined) connection for a request that
+     * runs single statements only, outside any transaction; falls back to
+     * claim() when no shared connection has room.
+     */
+    claimShared(reqId: string): Promise<PgHandle> {
+        if (this.maxShared === 0 || this.closing || this.failed) {
+            return this.claim(reqId);
+        }
+        let best: PoolConn | null = null;
+        let sharedCount = 0;
+        for (const c of this.conns) {
+            if (c.state !== ConnState.SHARED) {
+                continue;
+            }
+            sharedCount++;
+            if (!c.retired && !c.broken && c.users < this.depth &&
+                (best === null || c.users < best.users)) {
+                best = c;
+            }
+        }
+        if ((best === null || best.users > 0) && sharedCount < this.maxShared) {
+            /* spread over another backend while there is an idle connection */
+            for (const c of this.conns) {
+                if (c.state === ConnState.IDLE && !c.retired) {
+                    c.move(ConnState.SHARED);
+                    setPipeline(c, true);
+                    best = c;
+                    break;
+                }
+            }
+        }
+        if (best === null) {
+            return this.claim(reqId);
+        }
+        this.counters.claims++;
+        this.counters.sharedClaims++;
+        if (POOL_CHECKOUT.enabled()) {
+            const st = this.stats();
+            POOL_CHECKOUT.fire(() => [st.total, st.idle, st.pending, st.waiters]);
+        }
+        best.users++;
+        best.lastUsed = Date.now();
+        return Promise.resolve(new PgHandle(this, best, reqId, true));
+    }
+
+    /*
+     * Called before a shared handle writes a statement: cork the socket for
+     * the rest of this event-loop turn, so that the statements of every
+     * request handled in this turn leave in one write.
+     */
+    corkShared(conn: PoolConn): void {
+        if (conn.corked) {
+            return;
+        }
+        const stream = streamOf(conn);
+        if (stream === null) {
+            return;
+        }
+        conn.corked = true;
+        stream.cork();
+        setImmediate(() => {
+            conn.corked = false;
+            stream.uncork();
+        });
+    }
+
+    /* Called by a shared PgHandle's release(). */
+    releaseShared(conn: PoolConn, broken: boolean, heldMs: number): void {
+        POOL_RELEASE.fire(() => [conn.id, heldMs * 1000]);
+        if (conn.state !== ConnState.SHARED) {
+            return;
+        }
+        conn.users--;
+        if (broken) {
+            /* no new statements behind this one; closed when the last user leaves */
+            conn.broken = true;
+        }
+        this.unshare(conn);
+    }
+
+    /*
+     * The last shared user left: back to IDLE, but only once pg has nothing
+     * in flight.  A statement whose request timed out while it was queued
+     * behind a slow one is still on the wire; in non-pipeline mode pg would
+     * hand its late answer to the next request's query.
+     */
+    private unshare(conn: PoolConn): void {
+        if (conn.state !== ConnState.SHARED || conn.users > 0) {
+            return;
+        }
+        if (conn.broken || conn.retired || this.closing) {
+            this.destroy(conn, conn.broken ? 'broken' : 'retired');
+            this.fill();
+            return;
+        }
+        const c = conn.client as unknown as PgClientQueues;
+        if (c._activeQuery || c._sentQueryQueue.length > 0 || c._queryQueue.length > 0) {
+            if (!conn.awaitingDrain) {
+                conn.awaitingDrain = true;
+                conn.client.once('drain', () => {
+                    conn.awaitingDrain = false;
+                    this.unshare(conn);
+                });
+            }
+            return;
+        }
+        setPipeline(conn, false);
+        conn.move(ConnState.IDLE);
+        conn.lastUsed = Date.now();
+        this.dispatch(conn);
     }
 
     /*

@@ -116,13 +116,17 @@ export function optionTimeout(options: Record<string, unknown>): number {
 
 /*
  * Claim a connection, apply the request timeout, run fn, release.  With
- * `txn`, fn runs inside BEGIN/COMMIT (ROLLBACK on error).
+ * a transaction `mode`, fn runs inside BEGIN/COMMIT (ROLLBACK on error); with 'shared',
+ * fn runs single plain SELECTs only and may share a pipelined connection
+ * with other requests (pool.claimShared).
  */
 export async function withConnection<T>(app: AppServices, req: MorayRequest,
-    stepName: string, txn: 'READ COMMITTED' | 'REPEATABLE READ' | null,
+    stepName: string, mode: 'READ COMMITTED' | 'REPEATABLE READ' | 'shared' | null,
     fn: (pg: PgHandle) => Promise<T>): Promise<T> {
+    const txn = mode === 'shared' ? null : mode;
     const pg = await req.step(stepName, async () => {
-        const h = await app.pool.claim(req.reqId);
+        const h = mode === 'shared' ? await app.pool.claimShared(req.reqId)
+            : await app.pool.claim(req.reqId);
         try {
             h.setTimeout(optionTimeout(req.options));
             if (txn !== null) {

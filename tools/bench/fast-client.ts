@@ -10,12 +10,18 @@
  *        │     socket.cork() once per tick, uncork on nextTick: all the
  *        │     frames issued in one tick leave in one write
  *        ▼
- *   pending: msgid ──► { records[], callback }
+ *   pending: msgid ──► { records[], count, callback }
  *        ▲
- *   socket 'data' ──► FastDecoder.write ──► read() loop
- *        DATA  ──► records.push(d[0..])   (or onRecord(d[i]) when streaming)
- *        END   ──► callback(null, records), delete pending
+ *   socket 'data' ──► frame splitter (15-byte header, datalen) ──►
+ *        DATA  ──► count++; records.push(d[0..]) only when the caller wants
+ *                  them (callAsync, onRecord): a load generator that
+ *                  parsed every answer would spend more CPU than the server
+ *        END   ──► callback(null, records, count), delete pending
  *        ERROR ──► callback(Error{name: d.name}), delete pending
+ *
+ * The splitter checks version, type and length but not the checksum: the
+ * server's codec is tested elsewhere (test/unit/fast-codec.test.ts, the
+ * node-fast differential tests); here it would only cost client CPU.
  *
  * Many requests are in flight per connection (the server answers each
  * msgid independently); FastClient spreads calls over several connections
@@ -26,15 +32,19 @@
 import * as net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { encodeFrame } from '../../src/fast/encoder';
-import { FastDecoder } from '../../src/fast/decoder';
 import {
-    DEFAULT_MAX_FRAME_BYTES, FP_MSGID_MAX, FP_STATUS_DATA, FP_STATUS_END, FP_VERSION_2,
+    DEFAULT_MAX_FRAME_BYTES, FP_HEADER_SZ, FP_MSGID_MAX, FP_OFF_DATALEN, FP_OFF_MSGID,
+    FP_OFF_STATUS, FP_OFF_TYPE, FP_OFF_VERSION, FP_STATUS_DATA, FP_STATUS_END, FP_TYPE_JSON,
+    FP_VERSION_1, FP_VERSION_2,
 } from '../../src/fast/constants';
 
-export type ReplyCallback = (err: Error | null, records: unknown[]) => void;
+/* records: the DATA values (only when parsed); count: how many DATA values arrived */
+export type ReplyCallback = (err: Error | null, records: unknown[], count: number) => void;
 
 interface Pending {
     records: unknown[];
+    count: number;
+    parse: boolean;
     onRecord: ((r: unknown) => void) | null;
     cb: ReplyCallback;
 }
@@ -48,7 +58,7 @@ export class RpcError extends Error {
 }
 
 export class FastConnection {
-    private readonly decoder = new FastDecoder({ maxFrameBytes: DEFAULT_MAX_FRAME_BYTES });
+    private rest: Buffer | null = null;
     private readonly pending = new Map<number, Pending>();
     private nextMsgid = 1;
     private corked = false;
@@ -77,15 +87,16 @@ export class FastConnection {
     }
 
     call(method: string, args: unknown[], cb: ReplyCallback,
-        onRecord: ((r: unknown) => void) | null = null): void {
+        onRecord: ((r: unknown) => void) | null = null, parse = true): void {
         if (this.dead !== null) {
             const err = this.dead;
-            process.nextTick(() => cb(err, []));
+            process.nextTick(() => cb(err, [], 0));
             return;
         }
         const msgid = this.nextMsgid;
         this.nextMsgid = msgid >= FP_MSGID_MAX ? 1 : msgid + 1;
-        this.pending.set(msgid, { records: [], onRecord, cb });
+        this.pending.set(msgid, { records: [], count: 0, parse: parse || onRecord !== null,
+            onRecord, cb });
         if (!this.corked) {
             this.corked = true;
             this.socket.cork();
@@ -102,32 +113,68 @@ export class FastConnection {
     }
 
     private onData(chunk: Buffer): void {
+        let buf = chunk;
+        if (this.rest !== null) {
+            buf = Buffer.concat([this.rest, chunk]);
+            this.rest = null;
+        }
+        let off = 0;
         try {
-            this.decoder.write(chunk);
-            for (let msg = this.decoder.read(); msg !== undefined; msg = this.decoder.read()) {
-                const p = this.pending.get(msg.msgid);
-                if (p === undefined) {
-                    continue;
+            while (buf.length - off >= FP_HEADER_SZ) {
+                const version = buf[off + FP_OFF_VERSION];
+                if ((version !== FP_VERSION_1 && version !== FP_VERSION_2) ||
+                    buf[off + FP_OFF_TYPE] !== FP_TYPE_JSON) {
+                    throw new Error(`fast: bad frame header at byte ${off}`);
                 }
-                if (msg.status === FP_STATUS_DATA) {
-                    for (const r of msg.data.d) {
-                        if (p.onRecord !== null) {
-                            p.onRecord(r);
-                        } else {
-                            p.records.push(r);
-                        }
-                    }
-                } else if (msg.status === FP_STATUS_END) {
-                    this.pending.delete(msg.msgid);
-                    p.cb(null, p.records);
-                } else {
-                    this.pending.delete(msg.msgid);
-                    p.cb(new RpcError(msg.data.d.name, msg.data.d.message), p.records);
+                const datalen = buf.readUInt32BE(off + FP_OFF_DATALEN);
+                if (datalen > DEFAULT_MAX_FRAME_BYTES) {
+                    throw new Error(`fast: frame of ${datalen} bytes`);
                 }
+                const end = off + FP_HEADER_SZ + datalen;
+                if (end > buf.length) {
+                    break;
+                }
+                const status = buf[off + FP_OFF_STATUS];
+                const p = this.pending.get(buf.readUInt32BE(off + FP_OFF_MSGID));
+                if (p !== undefined) {
+                    this.onFrame(p, buf.readUInt32BE(off + FP_OFF_MSGID), status!, buf,
+                        off + FP_HEADER_SZ, end);
+                }
+                off = end;
+            }
+            if (off < buf.length) {
+                this.rest = buf.subarray(off);
             }
         } catch (err) {
             this.failAll(err as Error);
             this.socket.destroy();
+        }
+    }
+
+    private onFrame(p: Pending, msgid: number, status: number, buf: Buffer,
+        start: number, end: number): void {
+        if (status === FP_STATUS_DATA) {
+            if (!p.parse) {
+                p.count++;
+                return;
+            }
+            const d = (JSON.parse(buf.toString('utf8', start, end)) as { d: unknown[] }).d;
+            for (const r of d) {
+                p.count++;
+                if (p.onRecord !== null) {
+                    p.onRecord(r);
+                } else {
+                    p.records.push(r);
+                }
+            }
+        } else if (status === FP_STATUS_END) {
+            this.pending.delete(msgid);
+            p.cb(null, p.records, p.count);
+        } else {
+            this.pending.delete(msgid);
+            const d = (JSON.parse(buf.toString('utf8', start, end)) as
+                { d: { name: string; message: string } }).d;
+            p.cb(new RpcError(d.name, d.message), p.records, p.count);
         }
     }
 
@@ -136,7 +183,7 @@ export class FastConnection {
         const all = [...this.pending.values()];
         this.pending.clear();
         for (const p of all) {
-            p.cb(err, p.records);
+            p.cb(err, p.records, p.count);
         }
     }
 }
@@ -160,6 +207,12 @@ export class FastClient {
         onRecord: ((r: unknown) => void) | null = null): void {
         const i = slot ?? this.rr++;
         this.conns[i % this.conns.length]!.call(method, args, cb, onRecord);
+    }
+
+    /* Like call, but DATA frames are only counted, not parsed (ERROR still is). */
+    callCount(method: string, args: unknown[], cb: ReplyCallback, slot?: number): void {
+        const i = slot ?? this.rr++;
+        this.conns[i % this.conns.length]!.call(method, args, cb, null, false);
     }
 
     callAsync(method: string, args: unknown[]): Promise<unknown[]> {

@@ -32,6 +32,23 @@ export const REPO_ROOT = (() => {
     return d;
 })();
 
+/*
+ * More pool tunables for the server under test, as JSON in
+ * MORAY_BENCH_PG (e.g. '{"pipelineConnections":4,"pipelineDepth":16}'),
+ * to compare settings without editing the tool.
+ */
+function extraTunables(): Record<string, unknown> {
+    const raw = process.env['MORAY_BENCH_PG'];
+    if (raw === undefined || raw === '') {
+        return {};
+    }
+    const v = JSON.parse(raw) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+        throw new Error('MORAY_BENCH_PG must be a JSON object of pg tunables');
+    }
+    return v as Record<string, unknown>;
+}
+
 export interface ServerOptions {
     dbUrl: string;
     maxConnections: number;
@@ -79,7 +96,7 @@ export class ServerProcess {
         const config = {
             server_uuid: 'bench-server', datacenter: 'bench-dc',
             port: 0, monitorPort: 0, bindip: '127.0.0.1',
-            standalone: { url: o.dbUrl, pg: { maxConnections: o.maxConnections } },
+            standalone: { url: o.dbUrl, pg: { maxConnections: o.maxConnections, ...extraTunables() } },
         };
         fs.mkdirSync(o.dir, { recursive: true });
         const file = path.join(o.dir, `server-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.json`);

@@ -99,8 +99,8 @@ function serverGet(client: FastClient, ctx: WorkloadContext): IssueFn {
     const bucket = ctx.sql.bucket;
     return (slot, done) => {
         const key = String(randomKey(ctx.rows));
-        client.call('getObject', [bucket, key, requestOptions({ noCache: true })], (err, recs) => {
-            done(err ?? (recs.length === 1 ? null : new Error(`getObject: ${recs.length} records`)));
+        client.callCount('getObject', [bucket, key, requestOptions({ noCache: true })], (err, _r, n) => {
+            done(err ?? (n === 1 ? null : new Error(`getObject: ${n} records`)));
         }, slot);
     };
 }
@@ -110,7 +110,7 @@ function serverPut(client: FastClient, ctx: WorkloadContext): IssueFn {
     const groups = groupsFor(ctx.rows);
     return (slot, done) => {
         const k = randomKey(ctx.rows);
-        client.call('putObject', [bucket, String(k), valueFor(k, groups), requestOptions()],
+        client.callCount('putObject', [bucket, String(k), valueFor(k, groups), requestOptions()],
             (err) => done(err), slot);
     };
 }
@@ -120,9 +120,9 @@ function serverFind(client: FastClient, ctx: WorkloadContext): IssueFn {
     const groups = groupsFor(ctx.rows);
     return (slot, done) => {
         const g = Math.floor(Math.random() * groups);
-        client.call('findObjects', [bucket, findFilter(g), requestOptions({ limit: 10 })],
-            (err, recs) => {
-                done(err ?? (recs.length === 10 ? null : new Error(`findObjects: ${recs.length} records`)));
+        client.callCount('findObjects', [bucket, findFilter(g), requestOptions({ limit: 10 })],
+            (err, _r, n) => {
+                done(err ?? (n === 10 ? null : new Error(`findObjects: ${n} records`)));
             }, slot);
     };
 }
@@ -133,7 +133,7 @@ function serverBatch(client: FastClient, ctx: WorkloadContext): IssueFn {
     return (slot, done) => {
         const requests = batchKeys(ctx.rows).map((k) =>
             ({ bucket, operation: 'put', key: String(k), value: valueFor(k, groups) }));
-        client.call('batch', [requests, requestOptions()], (err) => done(err), slot);
+        client.callCount('batch', [requests, requestOptions()], (err) => done(err), slot);
     };
 }
 

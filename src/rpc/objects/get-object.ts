@@ -1,7 +1,8 @@
 /*
  * getObject(bucket, key, options) → [handled-options record,] object record
  * (storage.md §6.2).  No transaction: one SELECT by primary key on a named
- * prepared statement.  The reference's object cache is not implemented
+ * prepared statement, on a shared pipelined connection when one has room
+ * (pg/pool.ts).  The reference's object cache is not implemented
  * (node-moray always sends noCache: true; moray-api.md §9 allows omitting
  * it), so reads are always fresh; `noCache` is accepted and ignored.
  */
@@ -26,7 +27,7 @@ export const getObject: MorayRpc = {
         let result: unknown;
         try {
             req.skipStep('checkCache');
-            result = await withConnection(app, req, 'dbConnect', null, async (pg) => {
+            result = await withConnection(app, req, 'dbConnect', 'shared', async (pg) => {
                 const b = await req.step('loadBucket', () =>
                     loadBucket(app.buckets, pg, bucket, req.options['noBucketCache'] === true));
                 const internal = req.options['internalOpts'] as Record<string, unknown> | undefined;
