@@ -90,3 +90,18 @@ test('updateEtag is u + 7 lower-case hex characters, fresh each call', () => {
     }
     assert.ok(seen.size > 90);
 });
+
+test('etagOf (native CRC-32 over latin1) equals the code-unit CRC for any UTF-16 text', () => {
+    const alphabet = ['a', '"', '\\', 'é', 'ÿ', 'Ā', '中', '\u0100', '\uffff', '😀', '\ud800', '\n'];
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    for (let n = 0; n < 500; n++) {
+        let s = '';
+        const len = Math.floor(rnd() * 300);
+        for (let i = 0; i < len; i++) {
+            s += alphabet[Math.floor(rnd() * alphabet.length)];
+        }
+        const want = crc32OfCodeUnits(s).toString(16).toUpperCase().padStart(8, '0');
+        assert.equal(etagOf(s), want, JSON.stringify(s));
+    }
+});
