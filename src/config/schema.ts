@@ -47,7 +47,8 @@ const PG_KEYS: Record<string, KeySpec> = {
             '(0 = every request claims a connection of its own)' },
     pipelineDepth: { type: 'integer', default: 32, min: 1, added: true,
         doc: 'statements in flight on one shared connection before reads fall back to a ' +
-            'connection of their own' },
+            'connection of their own; a read that waits on the disk holds up the reads behind ' +
+            'it, so lower it (or pipelineConnections) where reads often miss the cache' },
     maxIdleTime: { type: 'any', doc: 'accepted for compatibility; ignored' },
     user: { type: 'string', doc: 'PostgreSQL role (manatee mode); standalone takes it from the URL' },
 };

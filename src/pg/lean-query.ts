@@ -50,6 +50,7 @@ interface PgConnection {
     describe(m: { type: 'P'; name: string }): void;
     execute(c: { portal: string; rows?: number }): void;
     sync(): void;
+    sendCopyFail(msg: string): void;
 }
 
 interface FieldDesc {
@@ -201,8 +202,9 @@ export class LeanQuery {
         this.finish(new Error('pg: portal suspended on a statement run without a row limit'));
     }
 
-    handleCopyInResponse(): void {
-        this.finish(new Error('pg: COPY is not supported on a shared connection'));
+    handleCopyInResponse(con: PgConnection): void {
+        /* COPY FROM STDIN with no data: refuse it; PostgreSQL answers with an error */
+        con.sendCopyFail('No source stream defined');
     }
 
     handleCopyData(): void {

@@ -6,7 +6,11 @@
  *                          CPU at rest, getObject latency while they are open
  *   --rows N               scaling: a 10k-row bucket and an N-row bucket in
  *                          the same database; getObject and findObjects at
- *                          1 and 16 in flight on both; load time and sizes
+ *                          1 and 16 in flight on both, through the server
+ *                          and through the pg driver alone (same SQL), so
+ *                          that PostgreSQL's own growth (deeper indexes, a
+ *                          table larger than shared_buffers) is told apart
+ *                          from the server's; load time and sizes
  *   --stream-rows N        one findObjects matching N rows (noLimit), with
  *                          and without the count(1) OVER () column; server
  *                          RSS sampled every 100 ms, time to first record
@@ -17,6 +21,7 @@
  */
 
 import * as net from 'node:net';
+import type * as pg from 'pg';
 import { performance } from 'node:perf_hooks';
 import { runClosedLoop } from './closed-loop';
 import type { BenchCluster } from './cluster';
@@ -33,6 +38,8 @@ export interface ExtraArgs {
     cluster: BenchCluster;
     server: ServerProcess;
     client: FastClient;
+    /* the driver baseline's pool (null with --no-driver) */
+    pool: pg.Pool | null;
     workDir: string;
     say: (m: string) => void;
     progress: (m: string) => void;
@@ -60,7 +67,7 @@ export interface ScalingSide {
     loadSeconds: number;
     tableMiB: number;
     cells: { workload: string; concurrency: number; opsPerSec: number; p50: number; p99: number;
-        errors: number }[];
+        errors: number; driverOpsPerSec: number | null; driverP50: number | null }[];
 }
 
 export interface StreamRun {
@@ -170,10 +177,12 @@ async function scalingSide(a: ExtraArgs, bucket: string, rows: number): Promise<
     const cells: ScalingSide['cells'] = [];
     for (const w of ['getObject', 'findObjects'] as const) {
         for (const c of [1, 16]) {
-            const r = await runClosedLoop(WORKLOADS[w].server(a.client, ctx), {
-                concurrency: c, warmupMs: a.o.warmup * 1000, durationMs: a.o.duration * 1000 });
+            const loop = { concurrency: c, warmupMs: a.o.warmup * 1000, durationMs: a.o.duration * 1000 };
+            const r = await runClosedLoop(WORKLOADS[w].server(a.client, ctx), loop);
+            const d = a.pool === null ? null : await runClosedLoop(WORKLOADS[w].driver(a.pool, ctx), loop);
             cells.push({ workload: w, concurrency: c, opsPerSec: r.opsPerSec, p50: r.latency.p50,
-                p99: r.latency.p99, errors: r.errors });
+                p99: r.latency.p99, errors: r.errors, driverOpsPerSec: d?.opsPerSec ?? null,
+                driverP50: d?.latency.p50 ?? null });
         }
     }
     return { rows, loadSeconds, tableMiB: Number((size.rows[0] as { b: string }).b) / MiB, cells };
@@ -187,13 +196,17 @@ async function scalingCheck(a: ExtraArgs): Promise<{ small: ScalingSide; large: 
     a.say(`load: ${small.loadSeconds.toFixed(1)} s for 10k rows (${small.tableMiB.toFixed(0)} MiB with ` +
         `indexes); ${large.loadSeconds.toFixed(1)} s for ${a.o.rows} rows (${large.tableMiB.toFixed(0)} MiB, ` +
         `${Math.round(a.o.rows / large.loadSeconds)} rows/s incl. VACUUM ANALYZE + CHECKPOINT)\n`);
+    const ratio = (big: number | null, small: number | null) =>
+        (big === null || small === null || small === 0 ? '-' : (big / small).toFixed(2));
     a.say(table(['workload', 'c', 'ops/s 10k', 'p50 10k', 'p99 10k', `ops/s ${a.o.rows}`,
-        `p50 ${a.o.rows}`, `p99 ${a.o.rows}`, 'p50 ratio'],
+        `p50 ${a.o.rows}`, `p99 ${a.o.rows}`, 'p50 ratio', 'driver p50 10k', `driver p50 ${a.o.rows}`,
+        'driver p50 ratio'],
     small.cells.map((s, i) => {
         const l = large.cells[i]!;
         return [s.workload, String(s.concurrency), Math.round(s.opsPerSec).toString(), s.p50.toFixed(2),
             s.p99.toFixed(2), Math.round(l.opsPerSec).toString(), l.p50.toFixed(2), l.p99.toFixed(2),
-            (l.p50 / s.p50).toFixed(2)];
+            ratio(l.p50, s.p50), s.driverP50?.toFixed(2) ?? '-', l.driverP50?.toFixed(2) ?? '-',
+            ratio(l.driverP50, s.driverP50)];
     }), 2));
     return { small, large };
 }

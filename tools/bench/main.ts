@@ -45,7 +45,7 @@ import { runClosedLoop, type IssueFn } from './closed-loop';
 import { createBucket, loadRows, MAIN_BUCKET, type BucketSql } from './dataset';
 import { runExtraChecks, type ExtraResults } from './extra-checks';
 import { FastClient } from './fast-client';
-import { BenchUsageError, parseBenchArgs, USAGE, type BenchOptions } from './options';
+import { BenchUsageError, parseBenchArgs, USAGE, type BenchOptions, type WorkloadName } from './options';
 import { findPgbench, runPgbench, type PgbenchAvailability } from './pgbench';
 import { CpuMeter } from './proc-stats';
 import { runProbeAb, type ProbeAbResult } from './probes-ab';
@@ -146,7 +146,7 @@ async function runCell(s: Setup, workload: string, concurrency: number): Promise
 
 /* ---- the profiled servers ---- */
 
-async function profileWorkload(s: Setup, workload: 'getObject' | 'putObject'):
+async function profileWorkload(s: Setup, workload: WorkloadName):
     Promise<ProfileSummary | null> {
     const dir = path.join(s.workDir, `cpuprof-${workload}`);
     const spawnedAt = Date.now();
@@ -356,12 +356,12 @@ async function run(o: BenchOptions): Promise<void> {
         const probeAb = await runProbePass(s);
         const profiles: Record<string, ProfileSummary | null> = {};
         if (o.cpuProf) {
-            for (const w of ['getObject', 'putObject'] as const) {
+            for (const w of o.workloads) {
                 progress(`CPU profile of the server on ${w}`);
                 profiles[w] = await profileWorkload(s, w);
             }
         }
-        const extra = await runExtraChecks({ o, cluster, server: s.server, client: s.client, workDir,
+        const extra = await runExtraChecks({ o, cluster, server: s.server, client: s.client, pool: s.pool, workDir,
             say, progress });
 
         const targets = targetChecks(cells, probeAb === null ? null : probeTarget(probeAb, o.quick));

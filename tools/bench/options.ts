@@ -71,7 +71,7 @@ export const USAGE = `usage: npm run bench -- [flags]
   --max-connections N     server pg.maxConnections = driver pool size (default 16)
   --connections N         Fast connections of the load generator (default 4)
   --json FILE             write every figure as JSON
-  --cpu-prof              profile the server on getObject/putObject (node --cpu-prof)
+  --cpu-prof              profile the server on each chosen workload (node --cpu-prof)
   --no-statements         skip the pg_stat_statements census
   --syscalls              strace -c the server: syscalls per RPC (get/put, c=1 and 16)
   --no-probes-ab          skip the probe-backend A/B (MORAY_PROBES=off vs default)
@@ -86,6 +86,10 @@ export const USAGE = `usage: npm run bench -- [flags]
   --server PATH           run another build of the server (its dist/src/main.js), e.g. a
                           baseline checkout, to compare two versions on the same machine
   -v, --verbose           progress details
+
+environment:
+  MORAY_BENCH_PG          JSON of extra pool tunables for the server under test,
+                          e.g. '{"pipelineConnections":4,"pipelineDepth":16}'
 `;
 
 function positiveNumber(flag: string, v: string | undefined, integer: boolean): number {
