@@ -43,7 +43,9 @@ export const getObject: MorayRpc = {
                     if (row === undefined) {
                         throw errors.objectNotFound(bucket, key);
                     }
-                    const rec = { ...rowToRecord(b, bucket, row), _count: null };
+                    /* no object spread here: ~0.8 µs on Node 20, a property add is ~free */
+                    const rec = rowToRecord(b, bucket, row);
+                    rec._count = null;
                     req.write(rec);
                     return rec;
                 });
