@@ -211,6 +211,20 @@ describe('_count, no_count, sql_only', () => {
             ['bucket', 'key', 'value', '_id', '_etag', '_mtime', '_txn_snap']);
     });
 
+    test('a value with an own "__proto__" key reaches the post-filter and the client intact', async () => {
+        await setup();
+        await createBucket(fx.c, 'fp', { index: { n: { type: 'number' } } });
+        /* JSON.parse makes "__proto__" an own data property, and it travels as one */
+        const v = JSON.parse('{"__proto__":{"x":1},"n":42,"s":"p"}') as Record<string, unknown>;
+        await put(fx.c, 'fp', 'kp', v);
+        await put(fx.c, 'fp', 'kq', { n: 42, s: 'q' });
+        const r = await find(fx.c, 'fp', '(&(n=42)(__proto__=*))');
+        assert.deepEqual(r.map((x) => x.key), ['kp']);
+        assert.ok(Object.prototype.hasOwnProperty.call(r[0].value, '__proto__'));
+        assert.deepEqual(Object.keys(r[0].value), ['__proto__', 'n', 's']);
+        assert.deepEqual(await findKeys(fx.c, 'fp', '(&(n=42)(s=q))'), ['kq']);
+    });
+
     test('sql_only: one record {count, query, args}, nothing executed', async () => {
         await setup();
         const r = await find(fx.c, 'f', '(n>=6)', { sql_only: true });
