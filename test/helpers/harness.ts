@@ -12,7 +12,7 @@
  * own reaper stops PostgreSQL if the test process dies.
  */
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -342,4 +342,25 @@ export async function rawRpc(port: number, method: string, args: unknown[]): Pro
         fc.detach();
         sock.destroy();
     }
+}
+
+/*
+ * Why bpftrace cannot trace here (undefined: it can): Linux, root, and
+ * bpftrace installed, plus any `also` tool (e.g. gdb).  Tests that need
+ * tracing skip with this reason; tools/run-tests.js fails a skip in CI.
+ */
+export function tracingUnavailable(also: readonly string[] = []): string | undefined {
+    if (process.platform !== 'linux') {
+        return `bpftrace tracing is Linux-only here (platform ${process.platform})`;
+    }
+    if (process.getuid?.() !== 0) {
+        return 'bpftrace (and ptrace) need root';
+    }
+    for (const tool of ['bpftrace', ...also]) {
+        const r = spawnSync(tool, ['--version'], { encoding: 'utf8' });
+        if (r.error !== undefined || r.status !== 0) {
+            return `${tool} is not installed (apt-get install -y ${tool})`;
+        }
+    }
+    return undefined;
 }

@@ -34,27 +34,10 @@ import * as path from 'node:path';
 import {
     ROOT, call, errName, morayClient, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
+    tracingUnavailable,
 } from '../helpers/harness';
 
-function why(): string | undefined {
-    if (process.platform !== 'linux') {
-        return `bpftrace and gdb's gcore are Linux-only here (platform ${process.platform})`;
-    }
-    if (process.getuid?.() !== 0) {
-        return 'bpftrace --unsafe and ptrace need root';
-    }
-    const bt = spawnSync('bpftrace', ['--version'], { encoding: 'utf8' });
-    if (bt.error !== undefined || bt.status !== 0) {
-        return 'bpftrace is not installed (apt-get install -y bpftrace)';
-    }
-    const gdb = spawnSync('gdb', ['--version'], { encoding: 'utf8' });
-    if (gdb.error !== undefined || gdb.status !== 0) {
-        return 'gdb is not installed (apt-get install -y gdb)';
-    }
-    return undefined;
-}
-
-const skipReason = why();
+const skipReason = tracingUnavailable(['gdb']);
 if (skipReason !== undefined) {
     process.stdout.write(`# gcore-live integration skipped: ${skipReason}\n`);
 }

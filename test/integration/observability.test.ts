@@ -32,7 +32,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { call, collect, morayClient, ROOT, standaloneConfig, startServer, testDatabase,
-    type MorayClient, type ServerProcess, type TestDatabase } from '../helpers/harness';
+    type MorayClient, type ServerProcess, type TestDatabase, tracingUnavailable } from '../helpers/harness';
 import { MorayMetrics, REQUEST_TIME_BUCKETS, UNKNOWN_METHOD_LABELS } from '../../src/observe/metrics';
 import { enableSourceLocations, encodeSnoopRecord, installLogProbe, logSnoopStats, SNOOP_CHUNK_BYTES,
     SNOOP_MAX_BYTES, SNOOP_MAX_CHUNKS } from '../../src/observe/log-probe';
@@ -811,15 +811,9 @@ function callerLine(): number {
 }
 
 function snoopUnavailable(): string | undefined {
-    if (process.platform !== 'linux') {
-        return `USDT snooping is Linux-only (platform ${process.platform})`;
-    }
-    if (process.getuid?.() !== 0) {
-        return 'bpftrace needs root';
-    }
-    const r = spawnSync('bpftrace', ['--version'], { encoding: 'utf8' });
-    if (r.error !== undefined || r.status !== 0) {
-        return 'bpftrace is not installed (apt-get install -y bpftrace)';
+    const no = tracingUnavailable();
+    if (no !== undefined) {
+        return no;
     }
     const maps = fs.readFileSync(`/proc/${a.proc.pid}/maps`, 'utf8');
     if (!maps.includes('moray_usdt.node')) {

@@ -43,23 +43,10 @@ import { sdtName } from '../../tools/gen-usdt';
 import {
     ROOT, call, collect, morayClient, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
+    tracingUnavailable,
 } from '../helpers/harness';
 
-function why(): string | undefined {
-    if (process.platform !== 'linux') {
-        return `USDT probes are Linux-only (platform ${process.platform})`;
-    }
-    if (process.getuid?.() !== 0) {
-        return 'bpftrace needs root';
-    }
-    const r = spawnSync('bpftrace', ['--version'], { encoding: 'utf8' });
-    if (r.error !== undefined || r.status !== 0) {
-        return 'bpftrace is not installed (apt-get install -y bpftrace)';
-    }
-    return undefined;
-}
-
-const skipReason = why();
+const skipReason = tracingUnavailable();
 if (skipReason !== undefined) {
     process.stdout.write(`# usdt-server integration skipped: ${skipReason}\n`);
 }

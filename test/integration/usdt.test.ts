@@ -22,25 +22,12 @@ import { packageRoot } from '../../src/probes/package-root';
 import { usdtAddonPath } from '../../src/probes/usdt-backend';
 import { sdtName } from '../../tools/gen-usdt';
 import { demoArgs } from '../../tools/probe-demo';
+import { tracingUnavailable } from '../helpers/harness';
 
 const root = packageRoot();
 const addon = usdtAddonPath({});
 
-function why(): string | undefined {
-    if (process.platform !== 'linux') {
-        return `USDT probes are Linux-only (platform ${process.platform})`;
-    }
-    if (process.getuid?.() !== 0) {
-        return 'bpftrace needs root';
-    }
-    const r = spawnSync('bpftrace', ['--version'], { encoding: 'utf8' });
-    if (r.error !== undefined || r.status !== 0) {
-        return 'bpftrace is not installed (apt-get install -y bpftrace)';
-    }
-    return undefined;
-}
-
-const skipReason = why();
+const skipReason = tracingUnavailable();
 if (skipReason !== undefined) {
     process.stdout.write(`# usdt integration skipped: ${skipReason}\n`);
 }
