@@ -174,6 +174,28 @@ export class PgHandle {
     }
 
     /*
+     * The request timeout fired before statement `q` saw its first row.
+     * PostgreSQL is told to stop (pg_cancel_backend) and the connection is
+     * not reused; on a shared connection only while `q` is the statement
+     * running, since otherwise the one ahead of it is the slow one (with
+     * its own timer) and `q`'s answer is simply dropped when it comes.
+     */
+    private timedOut(q: unknown, text: string): MorayError {
+        const reqId = this.reqId;
+        QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
+        if (!this.shared) {
+            this.conn.currentQuery = null;
+        }
+        if (!this.shared || (this.conn.client as unknown as { _activeQuery?: unknown })._activeQuery === q) {
+            this.broken = true;
+            /* shared: no new statement may join a connection that will close */
+            this.conn.broken = true;
+            this.pool.cancelBackend(this.conn);
+        }
+        return errors.queryTimeout(text);
+    }
+
+    /*
      * A prepared statement whose rows are collected (lean-query.ts).  On a
      * shared connection the timeout cancels the backend only while this
      * statement is the one running.
@@ -217,17 +239,7 @@ export class PgHandle {
                         return;
                     }
                     settled = true;
-                    QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
-                    if (!shared) {
-                        this.conn.currentQuery = null;
-                    }
-                    if (!shared || (client as unknown as { _activeQuery?: unknown })._activeQuery === q) {
-                        this.broken = true;
-                        /* shared: no new statement may join a connection that will close */
-                        this.conn.broken = true;
-                        this.pool.cancelBackend(this.conn);
-                    }
-                    reject(errors.queryTimeout(text));
+                    reject(this.timedOut(q, text));
                 }, this.timeoutMs);
             }
         });
@@ -296,19 +308,10 @@ export class PgHandle {
                         return;
                     }
                     settled = true;
-                    QUERY_TIMEOUT.fire(() => [reqId, probeSql(text)]);
-                    if (!this.shared) {
-                        this.conn.currentQuery = null;
-                        this.broken = true;
-                        this.pool.cancelBackend(this.conn);
-                    } else if ((client as unknown as { _activeQuery?: unknown })._activeQuery === q) {
-                        this.broken = true;
-                        this.pool.cancelBackend(this.conn);
-                    }
                     if (paused) {
                         stream.resume();
                     }
-                    reject(errors.queryTimeout(text));
+                    reject(this.timedOut(q, text));
                 }, this.timeoutMs);
             }
             q.on('row', (row: Row) => {

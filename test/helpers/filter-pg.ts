@@ -22,11 +22,11 @@
 
 import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'pg';
+import { freePort } from './net';
 
 const execFileP = promisify(execFile);
 
@@ -69,18 +69,6 @@ async function run(bin: string, args: string[]): Promise<string> {
         ? await execFileP('runuser', ['-u', 'postgres', '--', file, ...args])
         : await execFileP(file, args);
     return r.stdout;
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.on('error', reject);
-        srv.listen(0, '127.0.0.1', () => {
-            const addr = srv.address();
-            const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-            srv.close(() => resolve(port));
-        });
-    });
 }
 
 function chownPostgres(p: string): void {

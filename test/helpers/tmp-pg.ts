@@ -23,10 +23,10 @@
 
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './net';
 
 const execFileP = promisify(execFile);
 
@@ -40,17 +40,6 @@ export interface TmpPg {
     /* the socket directory, usable as `host` for unix-socket connections */
     readonly dir: string;
     stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once('error', reject);
-        srv.listen(0, '127.0.0.1', () => {
-            const addr = srv.address() as net.AddressInfo;
-            srv.close(() => resolve(addr.port));
-        });
-    });
 }
 
 const asRoot = process.getuid?.() === 0;

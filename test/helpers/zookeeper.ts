@@ -29,6 +29,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { freePort } from './net';
+export { freePort };
 
 const ZK_JAR = '/usr/share/java/zookeeper.jar';
 const ZK_CONF_DIR = '/etc/zookeeper/conf';
@@ -73,24 +75,6 @@ export function zookeeperAvailable(): Availability {
 export function zookeeperSkip(): string | false {
     const a = zookeeperAvailable();
     return a.ok ? false : a.reason;
-}
-
-export function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.unref();
-        srv.on('error', reject);
-        srv.listen(0, '127.0.0.1', () => {
-            const addr = srv.address();
-            srv.close(() => {
-                if (addr !== null && typeof addr === 'object') {
-                    resolve(addr.port);
-                } else {
-                    reject(new Error('no port'));
-                }
-            });
-        });
-    });
 }
 
 /* Send a four-letter word; resolves with the reply, or null on any failure. */

@@ -28,7 +28,6 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { call, collect, morayClient, ROOT, standaloneConfig, startServer, testDatabase,
@@ -37,6 +36,7 @@ import { MorayMetrics, REQUEST_TIME_BUCKETS, UNKNOWN_METHOD_LABELS } from '../..
 import { enableSourceLocations, encodeSnoopRecord, installLogProbe, logSnoopStats, SNOOP_CHUNK_BYTES,
     SNOOP_MAX_BYTES, SNOOP_MAX_CHUNKS } from '../../src/observe/log-probe';
 import { installBackend, noopBackend, type ProbeBackend } from '../../src/probes';
+import { freePort } from '../helpers/net';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const bunyan = require('bunyan') as typeof import('bunyan');
@@ -49,17 +49,6 @@ let b: ServerProcess;
 let ca: MorayClient;
 let cb: MorayClient;
 const BUCKET = 'obs_bucket';
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => {
-            const p = (s.address() as net.AddressInfo).port;
-            s.close(() => resolve(p));
-        });
-    });
-}
 
 function get(port: number, p: string, method = 'GET'):
 Promise<{ status: number; type: string; body: string }> {

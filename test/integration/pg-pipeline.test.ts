@@ -31,7 +31,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import { ConnState, PgPool, type Logger, type PoolConn } from '../../src/pg/pool';
 import type { PgHandle } from '../../src/pg/handle';
 import type { PgTunables } from '../../src/config';
@@ -41,6 +40,7 @@ import {
     call, innermostError, morayClient, standaloneConfig, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
 } from '../helpers/harness';
+import { freePort } from '../helpers/net';
 
 type Obj = Record<string, any>;
 
@@ -713,17 +713,6 @@ function httpGet(port: number, p: string): Promise<string> {
         });
         req.on('error', reject);
         req.end();
-    });
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => {
-            const p = (s.address() as net.AddressInfo).port;
-            s.close(() => resolve(p));
-        });
     });
 }
 
