@@ -274,6 +274,7 @@ export class PgHandle {
         return new Promise<Result>((resolve, reject) => {
             const q = new pg.Query(cfg);
             const rows: Row[] = [];
+            let nrows = 0;
             let timer: NodeJS.Timeout | null = null;
             let settled = false;
             let pending: Promise<void> | null = null;
@@ -323,6 +324,7 @@ export class PgHandle {
                 if (settled) {
                     return;
                 }
+                nrows++;
                 if (QUERY_ROW.enabled()) {
                     QUERY_ROW.fire(() => [reqId, probeSql(text), row]);
                 }
@@ -364,7 +366,9 @@ export class PgHandle {
                 finish(err);
             });
             q.on('end', (r: pg.QueryResult) => {
-                const done = () => finish(null, { rows, rowCount: r?.rowCount ?? rows.length });
+                /* a portal read in batches reports only its last batch's count */
+                const done = () => finish(null, { rows,
+                    rowCount: cfg.rows !== undefined ? nrows : r?.rowCount ?? nrows });
                 if (pending !== null) {
                     (pending as Promise<void>).then(done, () => undefined);
                 } else {

@@ -221,6 +221,7 @@ describe('claimShared placement', () => {
                     { onRow: (row) => void seen.push(row['g']), batch: 2 });
                 assert.deepEqual(seen, [1, 2, 3, 4, 5]);
                 assert.deepEqual(r.rows, [], 'rows went to onRow');
+                assert.equal(r.rowCount, 5, 'every batch counts, not only the last');
             } finally {
                 x.release();
             }
