@@ -179,6 +179,10 @@ export class PgHandle {
      * not reused; on a shared connection only while `q` is the statement
      * running, since otherwise the one ahead of it is the slow one (with
      * its own timer) and `q`'s answer is simply dropped when it comes.
+     * The cancel takes a few milliseconds to arrive: if `q` finishes
+     * meanwhile, PostgreSQL cancels the statement pipelined behind it,
+     * which then fails with QueryTimeoutError too.  That window is the
+     * price of stopping the work in the database rather than abandoning it.
      */
     private timedOut(q: unknown, text: string): MorayError {
         const reqId = this.reqId;
