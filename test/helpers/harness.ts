@@ -364,3 +364,12 @@ export function tracingUnavailable(also: readonly string[] = []): string | undef
     }
     return undefined;
 }
+
+/* Build native/usdt unless it is built; a failed build fails the caller with its stderr. */
+export function ensureUsdtAddon(): void {
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'native/usdt/build.js'), '--strict',
+        '--if-missing'], { encoding: 'utf8' });
+    if (r.status !== 0) {
+        throw new Error(`native/usdt build failed:\n${r.stderr}`);
+    }
+}

@@ -34,7 +34,7 @@ import * as path from 'node:path';
 import {
     ROOT, call, errName, morayClient, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
-    tracingUnavailable,
+    ensureUsdtAddon, tracingUnavailable,
 } from '../helpers/harness';
 
 const skipReason = tracingUnavailable(['gdb']);
@@ -90,9 +90,7 @@ before(async () => {
     if (skipReason !== undefined) {
         return;
     }
-    const b = spawnSync(process.execPath, [path.join(ROOT, 'native/usdt/build.js'), '--strict',
-        '--if-missing'], { encoding: 'utf8' });
-    assert.equal(b.status, 0, `native/usdt build failed:\n${b.stderr}`);
+    ensureUsdtAddon();
     db = await testDatabase('gcorelive');
     srv = await startServer({ db, env: { MORAY_PROBES: 'usdt' } });
 });

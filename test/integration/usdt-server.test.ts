@@ -34,7 +34,7 @@
 
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -43,7 +43,7 @@ import { sdtName } from '../../tools/gen-usdt';
 import {
     ROOT, call, collect, morayClient, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
-    tracingUnavailable,
+    ensureUsdtAddon, tracingUnavailable,
 } from '../helpers/harness';
 
 const skipReason = tracingUnavailable();
@@ -160,9 +160,7 @@ before(async () => {
     if (skipReason !== undefined) {
         return;
     }
-    const b = spawnSync(process.execPath, [path.join(ROOT, 'native/usdt/build.js'), '--strict',
-        '--if-missing'], { encoding: 'utf8' });
-    assert.equal(b.status, 0, `native/usdt build failed:\n${b.stderr}`);
+    ensureUsdtAddon();
     db = await testDatabase('usdtsrv');
     srv = await startServer({ db, env: { MORAY_PROBES: 'usdt' } });
     pid = srv.proc.pid!;

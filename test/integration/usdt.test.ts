@@ -22,7 +22,7 @@ import { packageRoot } from '../../src/probes/package-root';
 import { usdtAddonPath } from '../../src/probes/usdt-backend';
 import { sdtName } from '../../tools/gen-usdt';
 import { demoArgs } from '../../tools/probe-demo';
-import { tracingUnavailable } from '../helpers/harness';
+import { ensureUsdtAddon, tracingUnavailable } from '../helpers/harness';
 
 const root = packageRoot();
 const addon = usdtAddonPath({});
@@ -30,12 +30,6 @@ const addon = usdtAddonPath({});
 const skipReason = tracingUnavailable();
 if (skipReason !== undefined) {
     process.stdout.write(`# usdt integration skipped: ${skipReason}\n`);
-}
-
-function ensureAddon(): void {
-    const r = spawnSync(process.execPath, [path.join(root, 'native/usdt/build.js'), '--strict',
-        '--if-missing'], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `native/usdt build failed:\n${r.stderr}`);
 }
 
 interface Demo { child: ChildProcess; pid: number; lines: string[] }
@@ -110,7 +104,7 @@ function runFor(cmd: string, args: string[], ms: number, env: NodeJS.ProcessEnv 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('usdt: ELF notes, bpftrace -l, every probe with its arguments', { skip: skipReason }, async (t) => {
-    ensureAddon();
+    ensureUsdtAddon();
 
     await t.test('readelf -n shows one NT_STAPSDT note per probe', (t2) => {
         const r = spawnSync('readelf', ['-n', addon], { encoding: 'utf8' });
@@ -209,7 +203,7 @@ const TWINS: Record<string, [string[], RegExp[]]> = {
 
 test('bpftrace twins run against a process and print what their D scripts print',
     { skip: skipReason, concurrency: 2 }, async (t) => {
-        ensureAddon();
+        ensureUsdtAddon();
         const demo = await startDemo(t, ['--mode', 'rpc', '--interval', '5', '--seconds', '120']);
         const scripts = fs.readdirSync(path.join(root, 'dtrace/linux'))
             .filter((f) => f.endsWith('.bt')).map((f) => f.slice(0, -3));
@@ -233,7 +227,7 @@ test('bpftrace twins run against a process and print what their D scripts print'
 
 test('tools/gcore-on-error stops the process for gcore and resumes it', { skip: skipReason },
     async (t) => {
-        ensureAddon();
+        ensureUsdtAddon();
         const demo = await startDemo(t, ['--mode', 'rpc', '--interval', '5', '--seconds', '60']);
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gcore-on-error-'));
         t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
