@@ -22,6 +22,13 @@ import { LocalPostgres } from '../../src/pg/local-postgres';
 
 export const BENCH_DB = 'moray';
 
+export interface WriteActivity {
+    updates: number;
+    hot: number;
+    walBytes: number;
+    walFpi: number;
+}
+
 export class BenchCluster {
     private constructor(readonly pg: LocalPostgres) {}
 
@@ -85,6 +92,35 @@ export class BenchCluster {
         await this.query(`ALTER SYSTEM SET pg_stat_statements.track = '${on ? 'top' : 'none'}'`);
         await this.query('SELECT pg_reload_conf()');
         await new Promise((r) => setTimeout(r, 200));
+    }
+
+    /*
+     * Write activity so far: updates of a table and how many were HOT
+     * (heap-only: no index entry written), and the cluster's WAL (bytes,
+     * full-page images).  Backends report table counts at most once a
+     * second while busy, so a delta around a measurement is a sample, good
+     * for a share; WAL counters are cluster-wide.
+     */
+    async writeActivity(table: string): Promise<WriteActivity> {
+        const r = await this.query('SELECT t.n_tup_upd, t.n_tup_hot_upd, w.wal_bytes, w.wal_fpi ' +
+            'FROM pg_stat_user_tables t, pg_stat_wal w WHERE t.relid = $1::regclass', [table]);
+        const row = r.rows[0] as { n_tup_upd: string; n_tup_hot_upd: string; wal_bytes: string;
+            wal_fpi: string } | undefined;
+        return { updates: Number(row?.n_tup_upd ?? 0), hot: Number(row?.n_tup_hot_upd ?? 0),
+            walBytes: Number(row?.wal_bytes ?? 0), walFpi: Number(row?.wal_fpi ?? 0) };
+    }
+
+    /*
+     * The same starting line for every system of a write workload: the
+     * dead rows of the previous system vacuumed (no autovacuum debt left
+     * to land in someone else's measurement) and a checkpoint (each system
+     * pays the full-page images of its first touches, after a checkpoint,
+     * mostly in its warm-up; otherwise whoever writes first after one pays
+     * them all: 0.3 FPI and 3 kB of WAL per put against 0.8 kB).
+     */
+    async resetTable(table: string): Promise<void> {
+        await this.query(`VACUUM ${table}`);
+        await this.query('CHECKPOINT');
     }
 
     /* The settings that matter for reading the results. */

@@ -104,6 +104,7 @@ async function measureLoop(issue: IssueFn, o: BenchOptions, concurrency: number,
         pgCpuMicrosPerOp: per(cpu.postgres),
         clientCpuMicrosPerOp: system === 'moray' ? per(cpu.client) : null,
         foreignCpuPercent: r.elapsedMs > 0 ? (cpu.foreign / (r.elapsedMs * 1000)) * 100 : null,
+        hotShare: null, walBytesPerOp: null, walFpiPerOp: null,
         errors: r.errors, firstError: r.firstError,
     };
 }
@@ -123,23 +124,45 @@ interface Setup {
 async function runCell(s: Setup, workload: string, concurrency: number): Promise<CellResult> {
     const w = WORKLOADS[workload as keyof typeof WORKLOADS];
     const pm = s.cluster.postmasterPid;
-    const moray = await measureLoop(w.server(s.client, s.ctx), s.o, concurrency, s.server.pid, pm, 'moray');
-    const driver = s.pool === null ? null :
-        await measureLoop(w.driver(s.pool, s.ctx), s.o, concurrency, null, pm, 'pg-driver');
+    /* each system's HOT share of the table's updates, and its WAL (both sampled around it) */
+    const withHot = async (m: () => Promise<SystemResult>): Promise<SystemResult> => {
+        if (w.writes) {
+            await s.cluster.resetTable(s.sql.table);
+        }
+        const a = await s.cluster.writeActivity(s.sql.table);
+        const r = await m();
+        const b = await s.cluster.writeActivity(s.sql.table);
+        const updates = b.updates - a.updates;
+        /* WAL per op over warm-up and measurement alike: ops/s × the whole time */
+        const ops = r.opsPerSec * (s.o.warmup + s.o.duration);
+        return { ...r, hotShare: updates > 0 ? (b.hot - a.hot) / updates : null,
+            walBytesPerOp: ops > 0 ? (b.walBytes - a.walBytes) / ops : null,
+            walFpiPerOp: ops > 0 ? (b.walFpi - a.walFpi) / ops : null };
+    };
+    const moray = await withHot(() =>
+        measureLoop(w.server(s.client, s.ctx), s.o, concurrency, s.server.pid, pm, 'moray'));
+    const pool = s.pool;
+    const driver = pool === null ? null : await withHot(() =>
+        measureLoop(w.driver(pool, s.ctx), s.o, concurrency, null, pm, 'pg-driver'));
     let pgbench: SystemResult | null = null;
-    if (s.pgb.path !== null) {
-        const r = await runPgbench({
-            bin: s.pgb.path, port: s.cluster.port, database: BENCH_DB, scripts: w.pgbench(s.ctx),
-            clients: concurrency, warmupMs: s.o.warmup * 1000, durationMs: s.o.duration * 1000,
-            dir: path.join(s.workDir, 'pgbench'), name: `${workload}-c${concurrency}`, postmasterPid: pm,
+    const pgb = s.pgb.path;
+    if (pgb !== null) {
+        pgbench = await withHot(async () => {
+            const r = await runPgbench({
+                bin: pgb, port: s.cluster.port, database: BENCH_DB, scripts: w.pgbench(s.ctx),
+                clients: concurrency, warmupMs: s.o.warmup * 1000, durationMs: s.o.duration * 1000,
+                dir: path.join(s.workDir, 'pgbench'), name: `${workload}-c${concurrency}`,
+                postmasterPid: pm,
+            });
+            return {
+                system: 'pgbench', ops: r.ops, opsPerSec: r.opsPerSec, elapsedMs: r.elapsedMs,
+                latency: r.latency, nodeCpuMicrosPerOp: null, nodeSysShare: null,
+                pgCpuMicrosPerOp: r.ops > 0 ? r.pgCpuMicros / r.ops : null,
+                clientCpuMicrosPerOp: null, foreignCpuPercent: null, hotShare: null,
+                walBytesPerOp: null, walFpiPerOp: null,
+                errors: r.failed, firstError: r.firstError,
+            };
         });
-        pgbench = {
-            system: 'pgbench', ops: r.ops, opsPerSec: r.opsPerSec, elapsedMs: r.elapsedMs,
-            latency: r.latency, nodeCpuMicrosPerOp: null, nodeSysShare: null,
-            pgCpuMicrosPerOp: r.ops > 0 ? r.pgCpuMicros / r.ops : null,
-            clientCpuMicrosPerOp: null, foreignCpuPercent: null, errors: r.failed,
-            firstError: r.firstError,
-        };
     }
     return { workload, concurrency, moray, driver, pgbench };
 }

@@ -49,6 +49,15 @@ export interface SystemResult {
     clientCpuMicrosPerOp: number | null;
     /* CPU other processes used during the measurement, % of one core (null: not measured) */
     foreignCpuPercent: number | null;
+    /*
+     * HOT share of the table's updates during this measurement (null: no
+     * updates).  A Moray put always changes the indexed _mtime, so it can
+     * never be HOT; a baseline whose updates are HOT skips all index work.
+     */
+    hotShare: number | null;
+    /* WAL written per operation (cluster-wide, warm-up included), and full-page images */
+    walBytesPerOp: number | null;
+    walFpiPerOp: number | null;
     errors: number;
     firstError: string | null;
 }
@@ -120,6 +129,8 @@ export function cellRows(c: CellResult): string[][] {
             fmt(s.nodeCpuMicrosPerOp, 0),
             s.nodeSysShare === null ? '-' : `${(s.nodeSysShare * 100).toFixed(0)} %`,
             fmt(s.pgCpuMicrosPerOp, 0),
+            s.hotShare === null ? '' : `${(s.hotShare * 100).toFixed(0)} %`,
+            fmtInt(s.walBytesPerOp), fmt(s.walFpiPerOp, 2),
             s.errors === 0 ? '' : `${s.errors}`,
         ]);
     }
@@ -127,10 +138,10 @@ export function cellRows(c: CellResult): string[][] {
 }
 
 export const CELL_HEADER = ['workload', 'c', 'system', 'ops/s', 'p50 ms', 'p99 ms', 'p99.9 ms',
-    'node µs/op', 'sys', 'pg µs/op', 'errors'];
+    'node µs/op', 'sys', 'pg µs/op', 'HOT', 'WAL B/op', 'FPI/op', 'errors'];
 
 /* widths that fit every realistic figure, for rows printed as cells complete */
-export const CELL_WIDTHS = [11, 2, 9, 8, 6, 6, 8, 10, 4, 8, 6];
+export const CELL_WIDTHS = [11, 2, 9, 8, 6, 6, 8, 10, 4, 8, 5, 8, 6, 6];
 
 export function cellTable(cells: CellResult[]): string {
     return table(CELL_HEADER, cells.flatMap(cellRows), 3, false, CELL_WIDTHS);

@@ -51,6 +51,8 @@ export interface PgbenchScript {
 export interface Workload {
     readonly name: WorkloadName;
     readonly summary: string;
+    /* writes rows: each system starts from a vacuumed, checkpointed table (main.ts) */
+    readonly writes: boolean;
     server(client: FastClient, ctx: WorkloadContext): IssueFn;
     driver(pool: pg.Pool, ctx: WorkloadContext): IssueFn;
     pgbench(ctx: WorkloadContext): PgbenchScript[];
@@ -220,10 +222,12 @@ function pgbenchValue(): string {
     return JSON.stringify(valueFor(1, 1)).replace(/":/g, '": ');
 }
 
+const PGBENCH_MTIME = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 function pgbenchUpsert(s: BucketSql, keyVar: string): string {
     const value = pgbenchValue();
     return `INSERT INTO ${s.table} (_key, _value, _etag, _mtime, _vnode, ${s.indexColumns.join(', ')}) ` +
-        `VALUES (:${keyVar}, '${value}', '${etagOf(value)}', ${Date.now()}, NULL, :g_${keyVar}, ` +
+        `VALUES (:${keyVar}, '${value}', '${etagOf(value)}', ${PGBENCH_MTIME}, NULL, :g_${keyVar}, ` +
         `:n_${keyVar}) ON CONFLICT (_key) DO UPDATE SET _value = EXCLUDED._value, ` +
         '_etag = EXCLUDED._etag, _mtime = EXCLUDED._mtime, _vnode = EXCLUDED._vnode, ' +
         s.indexColumns.map((c) => `${c} = EXCLUDED.${c}`).join(', ') + ';\n';
@@ -269,25 +273,25 @@ function pgbenchBatch(ctx: WorkloadContext): PgbenchScript {
 
 export const WORKLOADS: Readonly<Record<WorkloadName, Workload>> = {
     getObject: {
-        name: 'getObject', summary: 'getObject of a random existing key',
+        name: 'getObject', writes: false, summary: 'getObject of a random existing key',
         server: serverGet, driver: driverGet, pgbench: (c) => [pgbenchGet(c)],
     },
     putObject: {
-        name: 'putObject', summary: 'putObject of a random existing key (~490-byte value)',
+        name: 'putObject', writes: true, summary: 'putObject of a random existing key (~490-byte value)',
         server: serverPut, driver: driverPut, pgbench: (c) => [pgbenchPut(c)],
     },
     findObjects: {
-        name: 'findObjects', summary: 'findObjects (name=g) limit 10; 100 rows match, count(1) OVER ()',
+        name: 'findObjects', writes: false, summary: 'findObjects (name=g) limit 10; 100 rows match, count(1) OVER ()',
         server: serverFind, driver: driverFind, pgbench: (c) => [pgbenchFind(c)],
     },
     mixed: {
-        name: 'mixed', summary: '80 % getObject / 20 % putObject',
+        name: 'mixed', writes: true, summary: '80 % getObject / 20 % putObject',
         server: (f, c) => mix(serverGet(f, c), serverPut(f, c)),
         driver: (p, c) => mix(driverGet(p, c), driverPut(p, c)),
         pgbench: (c) => [{ ...pgbenchGet(c), weight: 8 }, { ...pgbenchPut(c), weight: 2 }],
     },
     batch: {
-        name: 'batch', summary: `batch of ${BATCH_SIZE} puts (one transaction)`,
+        name: 'batch', writes: true, summary: `batch of ${BATCH_SIZE} puts (one transaction)`,
         server: serverBatch, driver: driverBatch, pgbench: (c) => [pgbenchBatch(c)],
     },
 };
