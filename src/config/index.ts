@@ -25,6 +25,7 @@ export interface PgTunables {
     readonly targetClaimDelay: number;
     readonly pipelineConnections?: number;
     readonly pipelineDepth?: number;
+    readonly pipelineWriteDepth?: number;
     readonly user?: string;
 }
 

@@ -49,6 +49,11 @@ const PG_KEYS: Record<string, KeySpec> = {
         doc: 'statements in flight on one shared connection before reads fall back to a ' +
             'connection of their own; a read that waits on the disk holds up the reads behind ' +
             'it, so lower it (or pipelineConnections) where reads often miss the cache' },
+    pipelineWriteDepth: { type: 'integer', default: 4, min: 0, added: true,
+        doc: 'single-statement writes (putObject without triggers) take an idle connection ' +
+            'while there is one and, when there is none, queue on a busy write connection ' +
+            'with fewer than this many statements in flight instead of waiting for a free one ' +
+            '(0 = every write claims a connection of its own)' },
     maxIdleTime: { type: 'any', doc: 'accepted for compatibility; ignored' },
     user: { type: 'string', doc: 'PostgreSQL role (manatee mode); standalone takes it from the URL' },
 };

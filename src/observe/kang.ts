@@ -155,6 +155,7 @@ const pgConnection: KangType = {
         backend: f('string', 'host:port of the PostgreSQL it is connected to'),
         claimedBy: f('string|null', 'req_id of the request holding it (BUSY)'),
         sharedUsers: f('integer', 'requests with a statement in flight on it (SHARED)'),
+        shareKind: f('string|null', 'SHARED: "read" (getObject) or "write" (one-statement putObject)'),
         currentQuery: f('string|null', 'statement running now'),
         retired: f('boolean', 'primary changed: closed when released'),
         stateAgeMs: f('integer', 'milliseconds in the current state'),
@@ -164,7 +165,7 @@ const pgConnection: KangType = {
         for (const p of server.pool.connections()) {
             out[String(p.id)] = {
                 id: p.id, state: p.state, backend: p.backend.key, claimedBy: p.claimedBy,
-                sharedUsers: p.users, currentQuery: p.currentQuery, retired: p.retired,
+                sharedUsers: p.users, shareKind: p.shareKind, currentQuery: p.currentQuery, retired: p.retired,
                 stateAgeMs: Date.now() - p.since,
             };
         }
@@ -180,7 +181,8 @@ const pgPool: KangType = {
         total: f('integer', 'open connections (postgres_connections_open)'),
         idle: f('integer', 'idle connections (postgres_connections_available)'),
         pending: f('integer', 'connecting or health-checking (postgres_connections_pending)'),
-        shared: f('integer', 'connections shared by pipelined reads (SHARED)'),
+        shared: f('integer', 'connections shared by pipelined reads or writes (SHARED)'),
+        sharedWrite: f('integer', 'of which shared by one-statement writes'),
         sharedUsers: f('integer', 'requests with a statement in flight on shared connections'),
         waiters: f('integer', 'claims queued for a connection (request_queue_depth)'),
         failed: f('boolean', 'database unreachable: claims fail at once'),

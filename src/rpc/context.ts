@@ -137,14 +137,17 @@ export function optionTimeout(options: Record<string, unknown>): number {
  * Claim a connection, apply the request timeout, run fn, release.  With
  * a transaction `mode`, fn runs inside BEGIN/COMMIT (ROLLBACK on error); with 'shared',
  * fn runs single plain SELECTs only and may share a pipelined connection
- * with other requests (pool.claimShared).
+ * with other reads (pool.claimShared); with 'shared-write', single
+ * autocommit statements that may share one with other such writes.
  */
 export async function withConnection<T>(app: AppServices, req: MorayRequest,
-    stepName: string, mode: 'READ COMMITTED' | 'REPEATABLE READ' | 'shared' | null,
+    stepName: string,
+    mode: 'READ COMMITTED' | 'REPEATABLE READ' | 'shared' | 'shared-write' | null,
     fn: (pg: PgHandle) => Promise<T>): Promise<T> {
-    const txn = mode === 'shared' ? null : mode;
+    const shared = mode === 'shared' || mode === 'shared-write';
+    const txn = shared ? null : mode;
     const pg = await req.step(stepName, async () => {
-        const h = mode === 'shared' ? await app.pool.claimShared(req.reqId)
+        const h = shared ? await app.pool.claimShared(req.reqId, mode === 'shared' ? 'read' : 'write')
             : await app.pool.claim(req.reqId);
         try {
             h.setTimeout(optionTimeout(req.options));

@@ -320,30 +320,57 @@ async function putOneStatement(req: MorayRequest, pg: PgHandle, b: Bucket, bucke
     return etag;
 }
 
+/*
+ * A one-statement put claims a shared write connection (pool.claimShared):
+ * whether it qualifies is known from the cached bucket before the claim.
+ * In the rare case that the bucket, loaded on that connection, no longer
+ * qualifies (updated or expired in between), the put starts over on a
+ * connection of its own.
+ */
+class NeedsTransaction extends Error {}
+
+async function putOnConnection(app: AppServices, req: MorayRequest, bucket: string, key: string,
+    value: Record<string, unknown>, shared: boolean): Promise<string> {
+    return withConnection(app, req, 'getPGHandleAndTransaction', shared ? 'shared-write' : null,
+        async (pg) => {
+            const b = await req.step('loadBucket', () => loadBucket(app.buckets, pg,
+                bucket, req.options['noBucketCache'] === true));
+            if (fastPathEligible(b)) {
+                return putOneStatement(req, pg, b, bucket, key, value, req.options);
+            }
+            if (pg.shared) {
+                throw new NeedsTransaction();
+            }
+            await pg.begin('READ COMMITTED');
+            try {
+                const r = await putOne(app, req, pg, bucket, key, value, req.options, true, b);
+                await pg.commit();
+                return r.etag;
+            } catch (err) {
+                await pg.rollback();
+                throw err;
+            }
+        });
+}
+
 export const putObject: MorayRpc = {
     name: 'putObject',
     async run(app, req) {
         const [bucket, key, value] = req.args as [string, string, Record<string, unknown>];
         PUT_START.fire(() => [req.msgid, req.reqId, bucket, key, req.options['_value']]);
         try {
-            const etag = await withConnection(app, req, 'getPGHandleAndTransaction', null,
-                async (pg) => {
-                    const b = await req.step('loadBucket', () => loadBucket(app.buckets, pg,
-                        bucket, req.options['noBucketCache'] === true));
-                    if (fastPathEligible(b)) {
-                        return putOneStatement(req, pg, b, bucket, key, value, req.options);
-                    }
-                    await pg.begin('READ COMMITTED');
-                    try {
-                        const r = await putOne(app, req, pg, bucket, key, value, req.options,
-                            true, b);
-                        await pg.commit();
-                        return r.etag;
-                    } catch (err) {
-                        await pg.rollback();
-                        throw err;
-                    }
-                });
+            const cached = req.options['noBucketCache'] === true ? undefined :
+                app.buckets.get(bucket);
+            const shared = cached !== undefined && fastPathEligible(cached);
+            let etag: string;
+            try {
+                etag = await putOnConnection(app, req, bucket, key, value, shared);
+            } catch (err) {
+                if (!(err instanceof NeedsTransaction)) {
+                    throw err;
+                }
+                etag = await putOnConnection(app, req, bucket, key, value, false);
+            }
             req.write({ etag });
         } finally {
             PUT_DONE.fire(() => [req.msgid, req.reqId]);
