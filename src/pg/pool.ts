@@ -514,6 +514,20 @@ export class PgPool extends EventEmitter {
             return;
         }
         w.resolve(this.checkout(conn, w.reqId));
+        this.serveQueuedWrites();
+    }
+
+    /* Writes now at the head of the queue take free places on any write connection. */
+    private serveQueuedWrites(): void {
+        if (this.waiters[0]?.kind !== 'write') {
+            return;
+        }
+        for (const c of this.conns) {
+            if (c.state === ConnState.SHARED && c.shareKind === 'write' && !c.retired &&
+                !c.broken) {
+                this.serveWriteWaiters(c);
+            }
+        }
     }
 
     /* The first waiter, out of the queue, its timer stopped and its wait reported. */

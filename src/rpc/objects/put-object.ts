@@ -325,12 +325,13 @@ async function putOneStatement(req: MorayRequest, pg: PgHandle, b: Bucket, bucke
  * whether it qualifies is known from the cached bucket before the claim.
  * In the rare case that the bucket, loaded on that connection, no longer
  * qualifies (updated or expired in between), the put starts over on a
- * connection of its own.
+ * connection of its own.  A marker, not an exception: an exception would
+ * mark the shared connection broken.
  */
-class NeedsTransaction extends Error {}
+const NEEDS_TRANSACTION: unique symbol = Symbol('needs a transaction');
 
-async function putOnConnection(app: AppServices, req: MorayRequest, bucket: string, key: string,
-    value: Record<string, unknown>, shared: boolean): Promise<string> {
+function putOnConnection(app: AppServices, req: MorayRequest, bucket: string, key: string,
+    value: Record<string, unknown>, shared: boolean): Promise<string | typeof NEEDS_TRANSACTION> {
     return withConnection(app, req, 'getPGHandleAndTransaction', shared ? 'shared-write' : null,
         async (pg) => {
             const b = await req.step('loadBucket', () => loadBucket(app.buckets, pg,
@@ -339,7 +340,7 @@ async function putOnConnection(app: AppServices, req: MorayRequest, bucket: stri
                 return putOneStatement(req, pg, b, bucket, key, value, req.options);
             }
             if (pg.shared) {
-                throw new NeedsTransaction();
+                return NEEDS_TRANSACTION;
             }
             await pg.begin('READ COMMITTED');
             try {
@@ -362,13 +363,8 @@ export const putObject: MorayRpc = {
             const cached = req.options['noBucketCache'] === true ? undefined :
                 app.buckets.get(bucket);
             const shared = cached !== undefined && fastPathEligible(cached);
-            let etag: string;
-            try {
-                etag = await putOnConnection(app, req, bucket, key, value, shared);
-            } catch (err) {
-                if (!(err instanceof NeedsTransaction)) {
-                    throw err;
-                }
+            let etag = await putOnConnection(app, req, bucket, key, value, shared);
+            if (etag === NEEDS_TRANSACTION) {
                 etag = await putOnConnection(app, req, bucket, key, value, false);
             }
             req.write({ etag });
