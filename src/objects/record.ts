@@ -57,6 +57,21 @@ export function selectColumns(b: Bucket): string {
     return s;
 }
 
+const getCache = new WeakMap<Bucket, string>();
+
+/*
+ * getObject's statement, built once per Bucket: the same string object on
+ * every call, so the statement-name lookup hashes it once, not per request.
+ */
+export function getObjectSql(b: Bucket): string {
+    let s = getCache.get(b);
+    if (s === undefined) {
+        s = `SELECT ${selectColumns(b)} FROM ${b.table} WHERE _key = $1`;
+        getCache.set(b, s);
+    }
+    return s;
+}
+
 export function parseId(v: unknown): number {
     if (typeof v === 'number') {
         return v;

@@ -123,6 +123,8 @@ const MAX_AGE_MS = 300 * 1000;
 
 export class BucketCache {
     private readonly map = new Map<string, Bucket>();
+    /* the most recently used name: the last key of `map` */
+    private newest: string | null = null;
     hits = 0;
     misses = 0;
     evictions = 0;
@@ -137,18 +139,25 @@ export class BucketCache {
         }
         if (Date.now() - b.loadedAt > MAX_AGE_MS) {
             this.map.delete(name);
+            if (this.newest === name) {
+                this.newest = null;
+            }
             this.expired++;
             return undefined;
         }
-        /* LRU: re-insert to mark as recently used */
-        this.map.delete(name);
-        this.map.set(name, b);
+        /* LRU: re-insert to mark as recently used (a hot bucket already is) */
+        if (this.newest !== name) {
+            this.map.delete(name);
+            this.map.set(name, b);
+            this.newest = name;
+        }
         return b;
     }
 
     set(b: Bucket): void {
         this.map.delete(b.name);
         this.map.set(b.name, b);
+        this.newest = b.name;
         while (this.map.size > MAX_ENTRIES) {
             const oldest = this.map.keys().next().value as string;
             this.map.delete(oldest);
@@ -157,6 +166,9 @@ export class BucketCache {
     }
 
     evict(name: string): void {
+        if (this.newest === name) {
+            this.newest = null;
+        }
         if (this.map.delete(name)) {
             this.evictions++;
         }

@@ -10,7 +10,7 @@
 import { errors } from '../../errors/catalog';
 import { probe } from '../../probes';
 import { loadBucket } from '../../schema/bucket';
-import { rowToRecord, selectColumns } from '../../objects/record';
+import { getObjectSql, rowToRecord } from '../../objects/record';
 import { withConnection, type MorayRpc } from '../context';
 
 const GET_START = probe('moray', 'getobject-start');
@@ -37,8 +37,7 @@ export const getObject: MorayRpc = {
                     }
                 });
                 return req.step('loadObject', async () => {
-                    const r = await pg.query(
-                        `SELECT ${selectColumns(b)} FROM ${b.table} WHERE _key = $1`, [key]);
+                    const r = await pg.query(getObjectSql(b), [key]);
                     const row = r.rows[0];
                     if (row === undefined) {
                         throw errors.objectNotFound(bucket, key);
