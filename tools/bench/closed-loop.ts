@@ -42,6 +42,8 @@ export interface LoopResult {
     elapsedMs: number;
     opsPerSec: number;
     latency: LatencySummary;
+    /* the load generator's event-loop utilisation over the measured window (1 = saturated) */
+    elu: number;
 }
 
 const Phase = { WARMUP: 0, MEASURE: 1, DRAIN: 2 } as const;
@@ -57,12 +59,14 @@ export function runClosedLoop(issue: IssueFn, o: LoopOptions): Promise<LoopResul
         let errors = 0;
         let firstError: string | null = null;
         let active = o.concurrency;
+        let elu0 = performance.eventLoopUtilization();
+        let elu = 0;
 
         const finish = () => {
             const elapsedMs = measureEnd - measureStart;
             resolve({ ops, errors, firstError, elapsedMs,
                 opsPerSec: elapsedMs > 0 ? ops / (elapsedMs / 1000) : 0,
-                latency: rec.summary() });
+                latency: rec.summary(), elu });
         };
 
         const go = (slot: number) => {
@@ -93,9 +97,11 @@ export function runClosedLoop(issue: IssueFn, o: LoopOptions): Promise<LoopResul
         setTimeout(() => {
             o.onMeasureStart?.();
             measureStart = performance.now();
+            elu0 = performance.eventLoopUtilization();
             phase = Phase.MEASURE;
             setTimeout(() => {
                 measureEnd = performance.now();
+                elu = performance.eventLoopUtilization(elu0).utilization;
                 o.onMeasureEnd?.();
                 phase = Phase.DRAIN;
             }, o.durationMs);

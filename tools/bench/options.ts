@@ -38,6 +38,8 @@ export interface BenchOptions {
     readonly syscalls: boolean;
     /* A/B of the probe backends (MORAY_PROBES=off vs default) */
     readonly probesAb: boolean;
+    /* alternating moray/pgbench rounds for the two ratio targets (0: judge on the cells) */
+    readonly targetRounds: number;
     readonly pgbench: boolean;
     readonly driver: boolean;
     /* fsync off etc. (the test harness's settings); default: durable */
@@ -75,6 +77,8 @@ export const USAGE = `usage: npm run bench -- [flags]
   --no-statements         skip the pg_stat_statements census
   --syscalls              strace -c the server: syscalls per RPC (get/put, c=1 and 16)
   --no-probes-ab          skip the probe-backend A/B (MORAY_PROBES=off vs default)
+  --target-rounds N       judge the getObject/putObject ratio targets on the median of N
+                          alternating moray/pgbench rounds at 64 in flight (default 4; quick 0)
   --no-pgbench            skip the pgbench columns
   --no-driver             skip the pg-driver columns
   --pg-fast               run PostgreSQL with fsync off (default: durable, as in production)
@@ -141,6 +145,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         case '--no-statements': given.statements = false; break;
         case '--syscalls': given.syscalls = true; break;
         case '--no-probes-ab': given.probesAb = false; break;
+        case '--target-rounds': given.targetRounds = positiveNumber(flag, next(), true); break;
         case '--no-pgbench': given.pgbench = false; break;
         case '--no-driver': given.driver = false; break;
         case '--pg-fast': given.pgFast = true; break;
@@ -169,6 +174,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         statements: (given.statements as boolean | undefined) ?? true,
         syscalls: (given.syscalls as boolean | undefined) ?? false,
         probesAb: (given.probesAb as boolean | undefined) ?? true,
+        targetRounds: (given.targetRounds as number | undefined) ?? (quick ? 0 : 4),
         pgbench: (given.pgbench as boolean | undefined) ?? true,
         driver: (given.driver as boolean | undefined) ?? true,
         pgFast: (given.pgFast as boolean | undefined) ?? false,

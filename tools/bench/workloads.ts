@@ -3,26 +3,31 @@
  * (Fast RPC), through the `pg` driver alone with the statements the server
  * runs, and as a pgbench script (the prepared-statement ceiling).
  *
- *   workload     Moray RPC                    pg driver (same SQL, named     pgbench -M prepared
- *                                             statements, Pool(maxConns))
- *   -----------  ---------------------------  -----------------------------  ----------------------
- *   getObject    getObject(b, k)              SELECT <cols> … WHERE _key=$1  same SELECT
- *   putObject    putObject(b, k, v)           BEGIN; SELECT _etag … FOR      INSERT … ON CONFLICT
- *                (existing k: update path)    UPDATE; UPDATE …; COMMIT       (_key) DO UPDATE
- *   findObjects  findObjects(b, (name=g),     SELECT <cols>, count(1) OVER   same SELECT
- *                limit 10)                    () … WHERE name=$1 LIMIT 10
- *   mixed        80 % get / 20 % put          same mix                       -f get@8 -f put@2
- *   batch        batch of 10 puts             BEGIN; 10 × (lock, UPDATE);    BEGIN; 10 upserts;
- *                                             COMMIT                         COMMIT
+ *   workload     Moray RPC                  pg driver (same SQL, named      pgbench -M prepared
+ *                                           statements, Pool(maxConns))
+ *   -----------  -------------------------  ------------------------------  ----------------------
+ *   getObject    getObject(b, k)            SELECT <cols> … WHERE _key=$1   same SELECT
+ *   putObject    putObject(b, k, v)         the server's one statement:     INSERT … ON CONFLICT
+ *                (existing k: update path)  WITH upd AS (UPDATE … RETURNING (_key) DO UPDATE, _mtime
+ *                                           _id) INSERT … WHERE NOT EXISTS  from clock_timestamp()
+ *   findObjects  findObjects(b, (name=g),   SELECT <cols>, count(1) OVER    same SELECT
+ *                limit 10)                  () … WHERE name=$1 LIMIT 10
+ *   mixed        80 % get / 20 % put        same mix                        -f get@8 -f put@2
+ *   batch        batch of 10 puts           BEGIN; 10 × (lock, UPDATE);     BEGIN; 10 upserts;
+ *                                           COMMIT                          COMMIT
  *
  * The SQL texts come from src/rpc/objects/{get,put,find}-object(s).ts and
  * src/objects/record.ts; the SELECT list, table identifier and WHERE clause
  * are taken from the running server (dataset.ts describeBucket), and the
  * statement census (statements.ts) checks that driver and server issued
- * the same normalised statements.  pgbench has no "lock then update" idiom
- * worth comparing, so its put is the single-statement upsert: the ceiling a
- * put could reach, not the same statements.
- *
+ * the same normalised statements.  pgbench's put is PostgreSQL's own
+ * single-statement upsert, the ceiling a put could reach: its value and
+ * etag are literals of the prepared statement, and its _mtime comes from
+ * the clock on every execution, as a put's does, so that its updates
+ * write every index like a put's (a constant _mtime made a third of them
+ * HOT, heap-only).  (Moray cannot use ON CONFLICT: it draws an _id on
+ * every update.)
+
  * Keys are random over 1..rows.  A batch takes one key from each tenth of
  * the key space, so its keys are ascending and concurrent batches lock rows
  * in the same order (no deadlocks, in all three systems).
@@ -35,6 +40,7 @@ import { requestOptions } from './fast-client';
 import { findFilter, groupsFor, valueFor, type BucketSql } from './dataset';
 import type { WorkloadName } from './options';
 import { etagOf } from '../../src/schema/etag';
+import { oneStatementTexts } from '../../src/rpc/objects/put-object';
 
 export interface WorkloadContext {
     sql: BucketSql;
@@ -77,6 +83,9 @@ function batchKeys(rows: number): number[] {
 
 export interface Statements {
     get: string;
+    /* putObject's one statement (no triggers, no etag option): $1 key, then PUT_COLUMNS */
+    upsert: string;
+    /* a put inside a transaction (batch): lock, then update */
     lock: string;
     update: string;
     find: string;
@@ -86,6 +95,8 @@ export function statementsFor(s: BucketSql): Statements {
     const idx = s.indexColumns.map((c, i) => `, ${c} = $${5 + i}`).join('');
     return {
         get: `SELECT ${s.columns} FROM ${s.table} WHERE _key = $1`,
+        upsert: oneStatementTexts(s.table, ['_value', '_etag', '_mtime', '_vnode', ...s.indexColumns],
+            '_id').upsert,
         lock: `SELECT _etag FROM ${s.table} WHERE _key = $1 FOR UPDATE`,
         update: `UPDATE ${s.table} SET _value = $1, _etag = $2, _mtime = $3, _vnode = $4${idx} ` +
             `WHERE _key = $${5 + s.indexColumns.length}`,
@@ -186,7 +197,14 @@ function driverGet(pool: pg.Pool, ctx: WorkloadContext): IssueFn {
 function driverPut(pool: pg.Pool, ctx: WorkloadContext): IssueFn {
     const st = statementsFor(ctx.sql);
     const groups = groupsFor(ctx.rows);
-    return (_slot, done) => callback(driverTransaction(pool, st, [randomKey(ctx.rows)], groups), done);
+    return (_slot, done) => {
+        const k = randomKey(ctx.rows);
+        const value = valueFor(k, groups);
+        const text = JSON.stringify(value);
+        pool.query({ name: 'bench_upsert', text: st.upsert,
+            values: [String(k), text, etagOf(text), Date.now(), null, value['name'], value['n']] },
+        (err) => done(err ?? null));
+    };
 }
 
 function driverFind(pool: pg.Pool, ctx: WorkloadContext): IssueFn {

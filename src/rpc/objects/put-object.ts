@@ -223,7 +223,7 @@ async function currentEtag(pg: PgHandle, b: Bucket, key: string): Promise<string
  * building and hashing ~500 characters of SQL was a visible share of a
  * put.  $1 is the key, names[i] is $i+2, the expected etag comes last.
  */
-interface OneStatementSql {
+export interface OneStatementSql {
     upsert: string;
     insert: string;
     update: string;
@@ -231,20 +231,29 @@ interface OneStatementSql {
 
 const oneStatementCache = new WeakMap<Bucket, OneStatementSql>();
 
+/*
+ * The texts for a table (quoted identifier) and the columns after _key;
+ * exported for the benchmark's pg-driver baseline (tools/bench), which
+ * must run the very same statements.
+ */
+export function oneStatementTexts(table: string, names: readonly string[],
+    idCols: string): OneStatementSql {
+    const sets = names.map((n, i) => `${n} = $${i + 2}`).join(', ');
+    const insertCols = ['_key', ...names].join(', ');
+    const insertVals = ['_key', ...names].map((_, i) => `$${i + 1}`).join(', ');
+    return {
+        upsert: `WITH upd AS (UPDATE ${table} SET ${sets} WHERE _key = $1 ` +
+            `RETURNING _id) INSERT INTO ${table} (${insertCols}) SELECT ${insertVals} ` +
+            `WHERE NOT EXISTS (SELECT 1 FROM upd) RETURNING ${idCols}`,
+        insert: `INSERT INTO ${table} (${insertCols}) VALUES (${insertVals}) RETURNING ${idCols}`,
+        update: `UPDATE ${table} SET ${sets} WHERE _key = $1 AND _etag = $${names.length + 2}`,
+    };
+}
+
 function oneStatementSql(b: Bucket, names: readonly string[]): OneStatementSql {
     let t = oneStatementCache.get(b);
     if (t === undefined) {
-        const sets = names.map((n, i) => `${n} = $${i + 2}`).join(', ');
-        const insertCols = ['_key', ...names].join(', ');
-        const insertVals = ['_key', ...names].map((_, i) => `$${i + 1}`).join(', ');
-        const idCols = b.hasExtendedId ? '_id, _idx' : '_id';
-        t = {
-            upsert: `WITH upd AS (UPDATE ${b.table} SET ${sets} WHERE _key = $1 ` +
-                `RETURNING _id) INSERT INTO ${b.table} (${insertCols}) SELECT ${insertVals} ` +
-                `WHERE NOT EXISTS (SELECT 1 FROM upd) RETURNING ${idCols}`,
-            insert: `INSERT INTO ${b.table} (${insertCols}) VALUES (${insertVals}) RETURNING ${idCols}`,
-            update: `UPDATE ${b.table} SET ${sets} WHERE _key = $1 AND _etag = $${names.length + 2}`,
-        };
+        t = oneStatementTexts(b.table, names, b.hasExtendedId ? '_id, _idx' : '_id');
         oneStatementCache.set(b, t);
     }
     return t;
