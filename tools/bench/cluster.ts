@@ -111,12 +111,13 @@ export class BenchCluster {
     }
 
     /*
-     * The same starting line for every system of a write workload: the
-     * dead rows of the previous system vacuumed (no autovacuum debt left
-     * to land in someone else's measurement) and a checkpoint (each system
-     * pays the full-page images of its first touches, after a checkpoint,
-     * mostly in its warm-up; otherwise whoever writes first after one pays
-     * them all: 0.3 FPI and 3 kB of WAL per put against 0.8 kB).
+     * The same starting line for every system: the dead rows of the
+     * previous writes vacuumed (no autovacuum debt left to land in someone
+     * else's measurement; after a write workload, the first reader would
+     * otherwise pay for pruning them) and a checkpoint (each writer pays
+     * the full-page images of its first touches after one, mostly in its
+     * warm-up; otherwise whoever writes first after a checkpoint pays them
+     * all: 0.3 FPI and 3 kB of WAL per put against 0.8 kB).
      */
     async resetTable(table: string): Promise<void> {
         await this.query(`VACUUM ${table}`);

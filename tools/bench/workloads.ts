@@ -57,8 +57,6 @@ export interface PgbenchScript {
 export interface Workload {
     readonly name: WorkloadName;
     readonly summary: string;
-    /* writes rows: each system starts from a vacuumed, checkpointed table (main.ts) */
-    readonly writes: boolean;
     server(client: FastClient, ctx: WorkloadContext): IssueFn;
     driver(pool: pg.Pool, ctx: WorkloadContext): IssueFn;
     pgbench(ctx: WorkloadContext): PgbenchScript[];
@@ -291,25 +289,25 @@ function pgbenchBatch(ctx: WorkloadContext): PgbenchScript {
 
 export const WORKLOADS: Readonly<Record<WorkloadName, Workload>> = {
     getObject: {
-        name: 'getObject', writes: false, summary: 'getObject of a random existing key',
+        name: 'getObject', summary: 'getObject of a random existing key',
         server: serverGet, driver: driverGet, pgbench: (c) => [pgbenchGet(c)],
     },
     putObject: {
-        name: 'putObject', writes: true, summary: 'putObject of a random existing key (~490-byte value)',
+        name: 'putObject', summary: 'putObject of a random existing key (~490-byte value)',
         server: serverPut, driver: driverPut, pgbench: (c) => [pgbenchPut(c)],
     },
     findObjects: {
-        name: 'findObjects', writes: false, summary: 'findObjects (name=g) limit 10; 100 rows match, count(1) OVER ()',
+        name: 'findObjects', summary: 'findObjects (name=g) limit 10; 100 rows match, count(1) OVER ()',
         server: serverFind, driver: driverFind, pgbench: (c) => [pgbenchFind(c)],
     },
     mixed: {
-        name: 'mixed', writes: true, summary: '80 % getObject / 20 % putObject',
+        name: 'mixed', summary: '80 % getObject / 20 % putObject',
         server: (f, c) => mix(serverGet(f, c), serverPut(f, c)),
         driver: (p, c) => mix(driverGet(p, c), driverPut(p, c)),
         pgbench: (c) => [{ ...pgbenchGet(c), weight: 8 }, { ...pgbenchPut(c), weight: 2 }],
     },
     batch: {
-        name: 'batch', writes: true, summary: `batch of ${BATCH_SIZE} puts (one transaction)`,
+        name: 'batch', summary: `batch of ${BATCH_SIZE} puts (one transaction)`,
         server: serverBatch, driver: driverBatch, pgbench: (c) => [pgbenchBatch(c)],
     },
 };
