@@ -82,9 +82,15 @@ async function pass(cluster: BenchCluster, issue: IssueFn, concurrency: number,
     };
 }
 
-/* Statement identity for the comparison (driver-only statement names do not matter). */
+/*
+ * Statement identity for the comparison (driver-only statement names do
+ * not matter).  Constants are blanked too: pg_stat_statements replaces
+ * them with $n only when the statement is parsed while tracking is on,
+ * and the server prepared its statements before the census switched it
+ * on (`SELECT 1` for the server, `SELECT $8` for the driver).
+ */
 function key(q: string): string {
-    return q.replace(/\s+/g, ' ').trim();
+    return q.replace(/\s+/g, ' ').trim().replace(/\$\d+|\b\d+\b/g, '?');
 }
 
 export async function runCensus(cluster: BenchCluster, workload: string, server: IssueFn,
