@@ -36,29 +36,18 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import { ConnState, PgPool, type Logger, type PoolConn } from '../../src/pg/pool';
+import { ConnState, PgPool, type PoolConn } from '../../src/pg/pool';
 import type { PgHandle } from '../../src/pg/handle';
-import type { PgTunables } from '../../src/config';
-import { StaticTopology } from '../../src/pg/topology';
-import { morayTypes } from '../../src/pg/types';
 import {
     call, morayClient, standaloneConfig, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
 } from '../helpers/harness';
 import { freePort } from '../helpers/net';
+import { bounded, sleep, withTestPool, type PoolTunables } from '../helpers/pool';
 
 type Obj = Record<string, any>;
 
 let db: TestDatabase;
-
-const quiet: Logger = {
-    info() {}, warn() {}, error() {}, debug() {}, trace() {},
-    child() {
-        return quiet;
-    },
-};
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 before(async () => {
     db = await testDatabase('pgpipew');
@@ -70,53 +59,15 @@ after(async () => {
     await stopOwnCluster();
 });
 
-/* ---- helpers (openPool as in pg-pipeline.test.ts) ---- */
+/* ---- helpers ---- */
 
-type Tun = Partial<PgTunables> & { maxConnections: number };
-
-async function withPool(t: Tun, fn: (pool: PgPool) => Promise<void>): Promise<void> {
-    const topology = new StaticTopology(db.url);
-    const pool = new PgPool({
-        topology, database: db.database, user: 'postgres', log: quiet, types: morayTypes,
-        tunables: { connectTimeout: 2000, checkInterval: 0, maxQueueLength: 0, targetClaimDelay: 1000, ...t },
-    });
-    topology.start();
-    pool.start();
-    try {
-        await until(() => pool.stats().idle === t.maxConnections, 'pool connections open');
-        await fn(pool);
-    } finally {
-        await pool.close();
-        await topology.stop();
-    }
-}
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!cond()) {
-        if (Date.now() > deadline) {
-            throw new Error(`timed out waiting for: ${what}`);
-        }
-        await sleep(10);
-    }
-}
+const withPool = (t: PoolTunables, fn: (pool: PgPool) => Promise<void>) => withTestPool(db, t, fn);
 
 /* Still pending after `ms`? (a race against a short timer) */
 async function isPending(p: Promise<unknown>, ms = 40): Promise<boolean> {
     const timer = Symbol('timer');
     const r = await Promise.race([p.then(() => 'settled', () => 'settled'), sleep(ms).then(() => timer)]);
     return r === timer;
-}
-
-/* Settle within `ms` or report a hang instead of blocking the run. */
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-    let t: NodeJS.Timeout;
-    return Promise.race([
-        p.finally(() => clearTimeout(t)),
-        new Promise<never>((_, reject) => {
-            t = setTimeout(() => reject(new Error(`hung: ${what}`)), ms);
-        }),
-    ]);
 }
 
 const pipelineOn = (c: PoolConn) => (c.client as unknown as { pipeline: boolean }).pipeline;

@@ -31,29 +31,18 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import { ConnState, PgPool, type Logger, type PoolConn } from '../../src/pg/pool';
+import { ConnState, PgPool, type PoolConn } from '../../src/pg/pool';
 import type { PgHandle } from '../../src/pg/handle';
-import type { PgTunables } from '../../src/config';
-import { StaticTopology } from '../../src/pg/topology';
-import { morayTypes } from '../../src/pg/types';
 import {
     call, innermostError, morayClient, standaloneConfig, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
 } from '../helpers/harness';
 import { freePort } from '../helpers/net';
+import { bounded, sleep, until, withTestPool, type PoolTunables } from '../helpers/pool';
 
 type Obj = Record<string, any>;
 
 let db: TestDatabase;
-
-const quiet: Logger = {
-    info() {}, warn() {}, error() {}, debug() {}, trace() {},
-    child() {
-        return quiet;
-    },
-};
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 before(async () => {
     db = await testDatabase('pgpipe');
@@ -68,50 +57,7 @@ after(async () => {
 
 /* ---- helpers ---- */
 
-interface Fx {
-    pool: PgPool;
-    close(): Promise<void>;
-}
-
-type Tun = Partial<PgTunables> & { maxConnections: number };
-
-/* A pool on the test database; resolves once every connection is IDLE. */
-async function openPool(t: Tun): Promise<Fx> {
-    const topology = new StaticTopology(db.url);
-    const pool = new PgPool({
-        topology, database: db.database, user: 'postgres', log: quiet, types: morayTypes,
-        tunables: { connectTimeout: 2000, checkInterval: 0, maxQueueLength: 0, targetClaimDelay: 1000, ...t },
-    });
-    topology.start();
-    pool.start();
-    await until(() => pool.stats().idle === t.maxConnections, 'pool connections open');
-    return {
-        pool,
-        async close() {
-            await pool.close();
-            await topology.stop();
-        },
-    };
-}
-
-async function withPool(t: Tun, fn: (pool: PgPool) => Promise<void>): Promise<void> {
-    const fx = await openPool(t);
-    try {
-        await fn(fx.pool);
-    } finally {
-        await fx.close();
-    }
-}
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!cond()) {
-        if (Date.now() > deadline) {
-            throw new Error(`timed out waiting for: ${what}`);
-        }
-        await sleep(10);
-    }
-}
+const withPool = (t: PoolTunables, fn: (pool: PgPool) => Promise<void>) => withTestPool(db, t, fn);
 
 /* The error a promise rejects with (fails the test if it resolves). */
 async function failure(p: Promise<unknown>): Promise<any> {
@@ -121,17 +67,6 @@ async function failure(p: Promise<unknown>): Promise<any> {
         return e;
     }
     assert.fail('expected a failure, but the statement succeeded');
-}
-
-/* Settle within `ms` or report a hang instead of blocking the run. */
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-    let t: NodeJS.Timeout;
-    return Promise.race([
-        p.finally(() => clearTimeout(t)),
-        new Promise<never>((_, reject) => {
-            t = setTimeout(() => reject(new Error(`hung: ${what}`)), ms);
-        }),
-    ]);
 }
 
 interface ClientInternals {
