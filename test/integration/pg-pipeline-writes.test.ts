@@ -30,7 +30,10 @@
  *    guaranteeOrder buckets on the exclusive (transaction) path;
  *  - a put that finds, on its shared connection, that its bucket now has a
  *    trigger starts over in a transaction without destroying that
- *    connection.
+ *    connection;
+ *  - a put that times out waiting on a row lock on a shared write
+ *    connection: QueryTimeoutError, nothing written, the puts pipelined
+ *    behind it commit after it (head-of-line), the connection is replaced.
  */
 
 import { after, before, describe, test } from 'node:test';
@@ -681,4 +684,73 @@ describe('server: putObject on shared write connections (maxConnections 4, pipel
             await Promise.allSettled([puts, upd, upd2]);
         }
     });
+});
+
+describe('server: a put that times out on a shared write connection (maxConnections 2, pipelineWriteDepth 4)', () => {
+    let srv: ServerProcess;
+    let c: MorayClient;
+    const B = 'pw_timeout';
+
+    const kang = async (): Promise<Obj> => JSON.parse(await httpGet(srv.monitorPort, '/kang/snapshot')) as Obj;
+    const put = (k: string, v: unknown, o: Obj = {}) => call<Obj>(c, 'putObject', B, k, v, o);
+
+    before(async () => {
+        const base = standaloneConfig(db, { monitorPort: await freePort() });
+        srv = await startServer({ config: { ...base,
+            standalone: { url: db.url, pg: { maxConnections: 2, pipelineWriteDepth: 4 } } } });
+        c = await morayClient(srv.port);
+        await call(c, 'createBucket', B, { index: { n: { type: 'number' } } }, {});
+        await put('locked', { n: 0 });
+    });
+
+    after(async () => {
+        c?.close();
+        await srv?.stop();
+    });
+
+    test('QueryTimeoutError for the blocked put; the puts pipelined behind it commit; the connection is replaced',
+        async () => {
+            const locker = await db.client();
+            try {
+                await locker.query('BEGIN');
+                await locker.query(`SELECT _key FROM ${B} WHERE _key = 'locked' FOR UPDATE`);
+                const t0 = Date.now();
+                /* one write connection (one of two never shares): the free puts queue behind the blocked one */
+                const blocked = put('locked', { n: 1 }, { timeout: 300 }).then(() => null, (e: Obj) => e);
+                const free = [put('free1', { n: 2 }), put('free2', { n: 3 })];
+                /* wait until all three are on the one write connection */
+                let writes: Obj[] = [];
+                const until3 = Date.now() + 3000;
+                do {
+                    const s = await kang();
+                    writes = Object.values(s['pg_connection'] as Obj).filter((p) => p.shareKind === 'write');
+                } while ((writes.length !== 1 || writes[0]!.sharedUsers !== 3) && Date.now() < until3 &&
+                    await sleep(10).then(() => true));
+                assert.equal(writes.length, 1, JSON.stringify(writes));
+                assert.equal(writes[0]!.sharedUsers, 3, JSON.stringify(writes));
+                const err = await bounded(blocked, 5000, 'blocked put');
+                assert.ok(err !== null, 'the blocked put must fail');
+                assert.equal(err.name, 'QueryTimeoutError');
+                const r = await bounded(Promise.all(free), 5000, 'puts behind the blocked one');
+                assert.ok(r.every((x) => typeof x['etag'] === 'string'));
+                assert.ok(Date.now() - t0 >= 290, 'they waited for the blocked statement (head-of-line)');
+            } finally {
+                await locker.query('ROLLBACK').catch(() => undefined);
+                await locker.end();
+            }
+            const rows = (await db.query(`SELECT _key, _value FROM ${B} ORDER BY _key`)).rows;
+            assert.deepEqual(rows.map((x) => [x._key, JSON.parse(x._value)]),
+                [['free1', { n: 2 }], ['free2', { n: 3 }], ['locked', { n: 0 }]], 'the timed-out put changed nothing');
+            /* the timed-out statement's connection was closed once its users left, and replaced */
+            const deadline = Date.now() + 5000;
+            let s = await kang();
+            while ((s['pg_pool']['pool'].total !== 2 || s['pg_pool']['pool'].idle !== 2) && Date.now() < deadline) {
+                await sleep(20);
+                s = await kang();
+            }
+            assert.equal(s['counters']['pool'].destroyed, 1);
+            assert.deepEqual({ total: s['pg_pool']['pool'].total, idle: s['pg_pool']['pool'].idle }, { total: 2, idle: 2 });
+            await put('locked', { n: 4 });
+            assert.deepEqual((await call<Obj>(c, 'getObject', B, 'locked', {}))['value'], { n: 4 });
+        });
 });
