@@ -210,6 +210,14 @@ export function renderMetrics(server: MorayServer): string {
     gauge('request_queue_depth', 'number of queued requests', ps.waiters);
     gauge('postgres_standalone_connections_open', 'count of open standalone postgres connections',
         m.listenConnections);
+    /* added: pipelined (SHARED) connections by kind, and the statements in flight on them */
+    family('moray_postgres_connections_shared', 'gauge',
+        'postgres connections shared by pipelined statements, by kind (read, write)');
+    out.push(`moray_postgres_connections_shared${labels([['kind', 'read'], ...st])} ` +
+        `${ps.shared - ps.sharedWrite}`);
+    out.push(`moray_postgres_connections_shared${labels([['kind', 'write'], ...st])} ${ps.sharedWrite}`);
+    gauge('moray_postgres_shared_statements', 'statements in flight on shared postgres connections',
+        ps.sharedUsers);
     family('cueball_events', 'counter', 'Total number of cueball error events');
     const pc = server.pool.counters as PoolCounterView;
     for (const [evt, count] of CUEBALL_EVENTS) {

@@ -563,6 +563,12 @@ describe('metrics', () => {
                 assert.ok(ss[0]!.value >= 0 && Number.isInteger(ss[0]!.value), name);
             }
             assert.ok(fams.get('postgres_connections_open')!.samples[0]!.value >= 1);
+            /* added: shared connections by kind; nothing is in flight while we scrape */
+            const shared = fams.get('moray_postgres_connections_shared')!;
+            assert.equal(shared.type, 'gauge');
+            assert.deepEqual(shared.samples.map((x) => [x.labels['kind'], x.value]).sort(),
+                [['read', 0], ['write', 0]]);
+            assert.deepEqual(fams.get('moray_postgres_shared_statements')!.samples.map((x) => x.value), [0]);
             const ev = fams.get('cueball_events')!.samples;
             assert.deepEqual(ev.map((s) => s.labels['evt']).sort(), ['claim-timeout',
                 'close-during-connect', 'error-during-connect', 'error-while-claimed',

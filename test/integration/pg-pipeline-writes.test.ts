@@ -556,6 +556,7 @@ describe('server: putObject on shared write connections (maxConnections 4, pipel
                 }
                 await sleep(20);
             }
+            const metrics = await httpGet(srv.monitorPort, '/metrics');
             await locker.query('COMMIT');
             const pool = s['pg_pool']['pool'];
             const conns = Object.values(s['pg_connection'] as Obj);
@@ -568,6 +569,12 @@ describe('server: putObject on shared write connections (maxConnections 4, pipel
             assert.deepEqual(conns.map((p) => p.state).sort(), ['BUSY', 'SHARED', 'SHARED', 'SHARED'], detail);
             assert.deepEqual({ shared: pool.shared, sharedWrite: pool.sharedWrite, sharedUsers: pool.sharedUsers,
                 waiters: pool.waiters }, { shared: 3, sharedWrite: 3, sharedUsers: 6, waiters: 53 }, detail);
+            /* the same in the Prometheus metrics */
+            const sample = (re: RegExp) => Number(re.exec(metrics)?.[1]);
+            assert.equal(sample(/^moray_postgres_connections_shared\{kind="write"[^}]*\} (\d+)$/m), 3, metrics);
+            assert.equal(sample(/^moray_postgres_connections_shared\{kind="read"[^}]*\} (\d+)$/m), 0);
+            assert.equal(sample(/^moray_postgres_shared_statements\{[^}]*\} (\d+)$/m), 6);
+            assert.equal(sample(/^request_queue_depth\{[^}]*\} (\d+)$/m), 53);
         } finally {
             await locker.end();
         }
