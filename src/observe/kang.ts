@@ -165,7 +165,8 @@ const pgConnection: KangType = {
         for (const p of server.pool.connections()) {
             out[String(p.id)] = {
                 id: p.id, state: p.state, backend: p.backend.key, claimedBy: p.claimedBy,
-                sharedUsers: p.users, shareKind: p.shareKind, currentQuery: p.currentQuery, retired: p.retired,
+                sharedUsers: p.users, shareKind: p.shareKind, currentQuery: p.currentQuery,
+                retired: p.retired,
                 stateAgeMs: Date.now() - p.since,
             };
         }

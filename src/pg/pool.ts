@@ -39,8 +39,9 @@
  * `pipelineWriteDepth` (default 4) in flight, instead of waiting in the
  * pool's queue: the backend finds the next statement in its socket as it
  * commits, with no round trip in between, and one write(2) and one wake-up
- * carry several statements.  Measured: 7.2k → 8.8–9.0k puts/s at 64 in
- * flight on 16 connections (docs/performance.md).  Reads and writes never
+ * carry several statements.  Measured at 64 puts in flight on 16
+ * connections: 6.7–8.0k puts/s against 6.0–6.8k with a connection each,
+ * and less server and PostgreSQL CPU per put (docs/performance.md).  Reads and writes never
  * share one connection (a read would wait for a commit's flush), and at
  * most maxConnections - 1 connections are shared, so transactions and
  * streaming finds always have one.  Fairness: once any claim waits, new
