@@ -38,14 +38,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import { ConnState, PgPool, type PoolConn } from '../../src/pg/pool';
 import type { PgHandle } from '../../src/pg/handle';
 import {
     call, morayClient, standaloneConfig, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
 } from '../helpers/harness';
-import { freePort } from '../helpers/net';
+import { freePort, httpGet, kangSnapshot } from '../helpers/net';
 import { bounded, sleep, withTestPool, type PoolTunables } from '../helpers/pool';
 
 type Obj = Record<string, any>;
@@ -426,26 +425,13 @@ describe('shared write connections (pool)', () => {
 
 /* ---- through the server and the npm moray client ---- */
 
-function httpGet(port: number, p: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, path: p, method: 'GET' }, (res) => {
-            let body = '';
-            res.setEncoding('utf8');
-            res.on('data', (d) => { body += d; });
-            res.on('end', () => res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`)));
-        });
-        req.on('error', reject);
-        req.end();
-    });
-}
-
 describe('server: putObject on shared write connections (maxConnections 4, pipelineWriteDepth 2)', () => {
     let srv: ServerProcess;
     let c: MorayClient;
     const B = 'pw_bucket';
     const HOT = 'hot';
 
-    const kang = async (): Promise<Obj> => JSON.parse(await httpGet(srv.monitorPort, '/kang/snapshot')) as Obj;
+    const kang = () => kangSnapshot(srv.monitorPort);
     const sharedClaims = async () => (await kang())['counters']['pool'].sharedClaims as number;
     const put = (b: string, k: string, v: unknown, o: Obj = {}) => call<Obj>(c, 'putObject', b, k, v, o);
     const get = (b: string, k: string) => call<Obj>(c, 'getObject', b, k, {});
@@ -698,7 +684,7 @@ describe('server: a put that times out on a shared write connection (maxConnecti
     let c: MorayClient;
     const B = 'pw_timeout';
 
-    const kang = async (): Promise<Obj> => JSON.parse(await httpGet(srv.monitorPort, '/kang/snapshot')) as Obj;
+    const kang = () => kangSnapshot(srv.monitorPort);
     const put = (k: string, v: unknown, o: Obj = {}) => call<Obj>(c, 'putObject', B, k, v, o);
 
     before(async () => {

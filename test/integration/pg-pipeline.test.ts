@@ -30,14 +30,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import { ConnState, PgPool, type PoolConn } from '../../src/pg/pool';
 import type { PgHandle } from '../../src/pg/handle';
 import {
     call, innermostError, morayClient, standaloneConfig, startServer, stopOwnCluster, testDatabase,
     type MorayClient, type ServerProcess, type TestDatabase,
 } from '../helpers/harness';
-import { freePort } from '../helpers/net';
+import { freePort, kangSnapshot } from '../helpers/net';
 import { bounded, sleep, until, withTestPool, type PoolTunables } from '../helpers/pool';
 
 type Obj = Record<string, any>;
@@ -639,21 +638,8 @@ describe('LeanQuery', () => {
 
 /* ---- through the server and the npm moray client ---- */
 
-function httpGet(port: number, p: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, path: p, method: 'GET' }, (res) => {
-            let body = '';
-            res.setEncoding('utf8');
-            res.on('data', (d) => { body += d; });
-            res.on('end', () => res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`)));
-        });
-        req.on('error', reject);
-        req.end();
-    });
-}
-
-async function kang(srv: ServerProcess): Promise<Obj> {
-    return JSON.parse(await httpGet(srv.monitorPort, '/kang/snapshot')) as Obj;
+function kang(srv: ServerProcess): Promise<Obj> {
+    return kangSnapshot(srv.monitorPort);
 }
 
 describe('server: getObject on shared connections (pipelineConnections 2)', () => {
