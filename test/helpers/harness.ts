@@ -12,6 +12,7 @@
  * own reaper stops PostgreSQL if the test process dies.
  */
 
+import { after, before } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -372,4 +373,52 @@ export function ensureUsdtAddon(): void {
     if (r.status !== 0) {
         throw new Error(`native/usdt build failed:\n${r.stderr}`);
     }
+}
+
+/*
+ * One server with the usdt probe backend for a whole test file, on its own
+ * database: started in before(), stopped (with the database and the
+ * runner's cluster) in after().  Without tracing (tracingUnavailable(also))
+ * nothing starts; `skipReason` says why, printed once as `# <label>
+ * skipped: ...`, for the file's tests to skip on.
+ */
+export interface UsdtServerFile {
+    readonly skipReason: string | undefined;
+    /* the running server (only inside tests that did not skip) */
+    readonly srv: ServerProcess;
+}
+
+export function usdtServerFile(label: string, dbPrefix: string,
+    also: readonly string[] = []): UsdtServerFile {
+    const skipReason = tracingUnavailable(also);
+    if (skipReason !== undefined) {
+        process.stdout.write(`# ${label} skipped: ${skipReason}\n`);
+    }
+    let db: TestDatabase | undefined;
+    let srv: ServerProcess | undefined;
+    before(async () => {
+        if (skipReason !== undefined) {
+            return;
+        }
+        ensureUsdtAddon();
+        db = await testDatabase(dbPrefix);
+        srv = await startServer({ db, env: { MORAY_PROBES: 'usdt' } });
+    });
+    after(async () => {
+        if (skipReason !== undefined) {
+            return;
+        }
+        await srv?.stop();
+        await db?.drop();
+        await stopOwnCluster();
+    });
+    return {
+        skipReason,
+        get srv(): ServerProcess {
+            if (srv === undefined) {
+                throw new Error(`${label}: no server (skipped or not started)`);
+            }
+            return srv;
+        },
+    };
 }

@@ -24,7 +24,7 @@
  * seconds.
  */
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,15 +32,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-    ROOT, call, errName, morayClient, startServer, stopOwnCluster, testDatabase,
-    type MorayClient, type ServerProcess, type TestDatabase,
-    ensureUsdtAddon, tracingUnavailable,
+    ROOT, call, errName, morayClient, usdtServerFile, type MorayClient,
 } from '../helpers/harness';
 
-const skipReason = tracingUnavailable(['gdb']);
-if (skipReason !== undefined) {
-    process.stdout.write(`# gcore-live integration skipped: ${skipReason}\n`);
-}
+const fx = usdtServerFile('gcore-live integration', 'gcorelive', ['gdb']);
+const skipReason = fx.skipReason;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -83,29 +79,9 @@ function fileContains(file: string, text: string): boolean {
 }
 
 const B = 'gcore_live';
-let db: TestDatabase;
-let srv: ServerProcess;
-
-before(async () => {
-    if (skipReason !== undefined) {
-        return;
-    }
-    ensureUsdtAddon();
-    db = await testDatabase('gcorelive');
-    srv = await startServer({ db, env: { MORAY_PROBES: 'usdt' } });
-});
-
-after(async () => {
-    if (skipReason !== undefined) {
-        return;
-    }
-    await srv?.stop();
-    await db?.drop();
-    await stopOwnCluster();
-});
-
 test('gcore-on-error cores a live server at a failing request, and it keeps serving',
     { skip: skipReason, timeout: 60000 }, async (t) => {
+        const srv = fx.srv;
         const pid = srv.proc.pid!;
         assert.match(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'), /moray_usdt\.node$/m,
             'server runs the usdt backend');

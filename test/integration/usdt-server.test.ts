@@ -32,7 +32,7 @@
  * trace of part 1 for debugging.
  */
 
-import { test, before, after, type TestContext } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -41,15 +41,11 @@ import * as path from 'node:path';
 import { PROBE_TABLE, type ProbeDef } from '../../src/probes/table';
 import { sdtName } from '../../tools/gen-usdt';
 import {
-    ROOT, call, collect, morayClient, startServer, stopOwnCluster, testDatabase,
-    type MorayClient, type ServerProcess, type TestDatabase,
-    ensureUsdtAddon, tracingUnavailable,
+    ROOT, call, collect, morayClient, usdtServerFile, type MorayClient,
 } from '../helpers/harness';
 
-const skipReason = tracingUnavailable();
-if (skipReason !== undefined) {
-    process.stdout.write(`# usdt-server integration skipped: ${skipReason}\n`);
-}
+const fx = usdtServerFile('usdt-server integration', 'usdtsrv');
+const skipReason = fx.skipReason;
 
 const STRLEN = 200;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -152,40 +148,21 @@ function argIndex(name: string, arg: string): number {
 
 const B = 'usdt_srv_b';
 const LB = 'loadb';
-let db: TestDatabase;
-let srv: ServerProcess;
-let pid: number;
 
-before(async () => {
-    if (skipReason !== undefined) {
-        return;
-    }
-    ensureUsdtAddon();
-    db = await testDatabase('usdtsrv');
-    srv = await startServer({ db, env: { MORAY_PROBES: 'usdt' } });
-    pid = srv.proc.pid!;
-});
-
-after(async () => {
-    if (skipReason !== undefined) {
-        return;
-    }
-    await srv?.stop();
-    await db?.drop();
-    await stopOwnCluster();
-});
+/* the server's pid, for tracers (only inside tests that did not skip) */
+const pid = (): number => fx.srv.proc.pid!;
 
 test('server runs the usdt backend with the addon mapped', { skip: skipReason }, () => {
-    const rec = srv.records().find((r) => r['probeBackend'] !== undefined);
+    const rec = fx.srv.records().find((r) => r['probeBackend'] !== undefined);
     assert.equal(rec?.['probeBackend'], 'usdt', JSON.stringify(rec));
-    assert.match(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'), /moray_usdt\.node$/m);
+    assert.match(fs.readFileSync(`/proc/${pid()}/maps`, 'utf8'), /moray_usdt\.node$/m);
 });
 
 interface Tracked { rpc: string; method: string; reqId: string }
 
 test('one bpftrace -p sees every RPC fire its probes with the right arguments',
     { skip: skipReason, timeout: 60000 }, async (t) => {
-        const tracer = spawnTracer('bpftrace', ['-p', String(pid), '-e', allProbesProgram()],
+        const tracer = spawnTracer('bpftrace', ['-p', String(pid()), '-e', allProbesProgram()],
             { ...process.env, BPFTRACE_STRLEN: String(STRLEN) });
         t.after(() => tracer.stop());
         await waitUntil(() => /Attaching \d+ probes/.test(tracer.out()) || realErrors(tracer.err()).length > 0,
@@ -197,7 +174,7 @@ test('one bpftrace -p sees every RPC fire its probes with the right arguments',
          * ping on a throwaway connection until a probe shows, then open the
          * connection under test (so its conn-create is seen).
          */
-        const warmClient = await morayClient(srv.port);
+        const warmClient = await morayClient(fx.srv.port);
         const warm = randomUUID();
         for (let i = 0; i < 150 && !tracer.out().includes(warm); i++) {
             await call(warmClient, 'ping', { req_id: warm });
@@ -205,7 +182,7 @@ test('one bpftrace -p sees every RPC fire its probes with the right arguments',
         }
         warmClient.close();
         assert.ok(tracer.out().includes(warm), `no probe seen:\n${tracer.err()}`);
-        const client = await morayClient(srv.port);
+        const client = await morayClient(fx.srv.port);
         let closed = false;
         t.after(() => {
             if (!closed) {
@@ -552,7 +529,7 @@ const TWINS: Record<string, [string[], RegExp[]]> = {
 async function runTwin(t: TestContext, name: string): Promise<void> {
     const [args, expect] = TWINS[name]!;
     const streaming = STREAMING.has(name);
-    const tr = spawnTracer(path.join(ROOT, 'tools/bt'), [name, String(pid), ...args]);
+    const tr = spawnTracer(path.join(ROOT, 'tools/bt'), [name, String(pid()), ...args]);
     t.after(() => tr.stop());
     const attached = (): boolean => /Attaching \d+ probes/.test(tr.out()) || realErrors(tr.err()).length > 0;
     await waitUntil(attached, 30000, `${name} to attach`);
@@ -572,7 +549,7 @@ async function runTwin(t: TestContext, name: string): Promise<void> {
 
 test('bpftrace twins print their output against the live server under load',
     { skip: skipReason, timeout: 60000 }, async (t) => {
-        const client = await morayClient(srv.port);
+        const client = await morayClient(fx.srv.port);
         t.after(() => client.close());
         await call(client, 'createBucket', LB, { index: { name: { type: 'string' } } }, {});
         let stop = false;
